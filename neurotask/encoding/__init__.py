@@ -1,0 +1,1 @@
+"""Voxelwise ridge encoding models."""

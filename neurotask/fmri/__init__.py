@@ -1,0 +1,1 @@
+"""BOLD5000 ingestion: release layouts, masking, normalization, noise ceiling."""

@@ -1,0 +1,1 @@
+"""Permutation statistics, FDR, task similarity, variance partitioning."""
