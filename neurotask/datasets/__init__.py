@@ -6,5 +6,37 @@ from neurotask.datasets.synthetic import (
     bold5000_trial_order,
     make_synthetic_features,
 )
+from neurotask.datasets.synthetic_bold5000 import RELEASE2_ROI_FILE_NAMES, RELEASES, write_synthetic_bold5000
+from neurotask.datasets.synthetic_planted import (
+    N_SESSIONS,
+    ROI_NAMES,
+    SMALL_VOLUME_SHAPE,
+    TRIALS_PER_RUN,
+    VOLUME_SHAPES,
+    bold5000_session_runs,
+    bold5000_trials,
+    groundtruth_path,
+    open_groundtruth,
+)
+from neurotask.datasets.synthetic_stimuli import stimulus_path, write_synthetic_stimuli
 
-__all__ = ["TASKONOMY_GROUPS", "bold5000_images", "bold5000_trial_order", "make_synthetic_features"]
+__all__ = [
+    "N_SESSIONS",
+    "RELEASE2_ROI_FILE_NAMES",
+    "RELEASES",
+    "ROI_NAMES",
+    "SMALL_VOLUME_SHAPE",
+    "TASKONOMY_GROUPS",
+    "TRIALS_PER_RUN",
+    "VOLUME_SHAPES",
+    "bold5000_images",
+    "bold5000_session_runs",
+    "bold5000_trial_order",
+    "bold5000_trials",
+    "groundtruth_path",
+    "make_synthetic_features",
+    "open_groundtruth",
+    "stimulus_path",
+    "write_synthetic_bold5000",
+    "write_synthetic_stimuli",
+]

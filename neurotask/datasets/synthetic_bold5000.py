@@ -1,0 +1,201 @@
+"""Synthetic BOLD5000 trees with planted ground truth, in the real release layouts.
+
+Release 2 (GLMsingle, the default) writes, under ``root``::
+
+    derivatives/GLMsingle/<SUBJ>/<SUBJ>_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-XX.nii.gz
+                                                  4-D (x, y, z, trials of session XX), float32
+    derivatives/GLMsingle/<SUBJ>/<SUBJ>_imgnames.txt      one stimulus file name per trial
+    derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz   3-D float32, 0 outside / >0 inside
+    derivatives/GLMsingle/<SUBJ>/<SUBJ>_groundtruth.nc     planted truth (NetCDF-3)
+    derivatives/ROIs/<SUBJ>/<SUBJ>_mask-<ROI>.nii.gz        10 ROI masks, BOLD5000's file names
+
+Release 1 (ROI ``.mat`` files) and BIDS runs are written by :mod:`.synthetic_layouts` from the same
+planted responses. The response model is documented in :mod:`.synthetic_planted`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import xarray as xr
+
+from neurotask.datasets.synthetic_planted import (
+    ROI_NAMES,
+    PlantedBrain,
+    groundtruth_path,
+    plant,
+    write_groundtruth,
+)
+from neurotask.datasets.synthetic_stimuli import _progress
+
+__all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000"]
+
+#: The ROI names BOLD5000 uses in release-2 mask file names where they differ from the canonical ones.
+RELEASE2_ROI_FILE_NAMES = {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHRSC": "RHRRSC"}
+_TRIAL_CHUNK = 64  # trials generated at once: bounds the noise buffer to (brain voxels × 64)
+
+
+def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progress: bool) -> list[Path]:
+    """GLMsingle TYPED betas, one 4-D file per session, streamed session by session."""
+    subject = brain.subject
+    out = root / "derivatives" / "GLMsingle" / subject
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    names = out / f"{subject}_imgnames.txt"
+    names.write_text("\n".join(brain.trials.name) + "\n")
+    written.append(names)
+    mask_path = out / f"{subject}_brainmask.nii.gz"
+    _save(brain.mask_volume(nonbinary_mask), brain.affine, mask_path)
+    written.append(mask_path)
+    roi_dir = root / "derivatives" / "ROIs" / subject
+    roi_dir.mkdir(parents=True, exist_ok=True)
+    for roi in ROI_NAMES:
+        path = roi_dir / f"{subject}_mask-{RELEASE2_ROI_FILE_NAMES[roi]}.nii.gz"
+        _save(brain.roi_volume(roi), brain.affine, path)
+        written.append(path)
+
+    sessions = brain.trials.session.to_numpy()
+    noise_sd = brain.noise_sd.astype(np.float32)[:, None]
+    gain = brain.gain.astype(np.float32)[:, None]
+    baseline = brain.baseline.astype(np.float32)[:, None]
+    with _progress(progress, int(sessions.max()), f"{subject} sessions") as advance:
+        for session in range(1, int(sessions.max()) + 1):
+            trials = np.flatnonzero(sessions == session)
+            rng = np.random.default_rng([brain.seed, 2, session])
+            volume = np.full(brain.shape + (trials.size,), np.nan, dtype=np.float32, order="F")
+            flat = volume.reshape(-1, trials.size, order="F")  # a view: (grid voxel, trial)
+            for start in range(0, trials.size, _TRIAL_CHUNK):
+                chunk = trials[start : start + _TRIAL_CHUNK]
+                values = brain.signal(chunk)
+                values += noise_sd * rng.standard_normal(values.shape, dtype=np.float32)
+                values *= gain
+                values += baseline
+                flat[brain.flat_index, start : start + chunk.size] = values
+            _apply_defects(brain, flat, session)
+            path = out / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
+            _save(volume, brain.affine, path)
+            written.append(path)
+            del volume, flat
+            advance()
+    return written
+
+
+def _apply_defects(brain: PlantedBrain, flat: np.ndarray, session: int) -> None:
+    """NaN voxels (all sessions or this one) and voxels constant within this session."""
+    nan = (brain.defect == "nan") | ((brain.defect == "nan_session") & (brain.defect_session == session))
+    flat[brain.flat_index[nan]] = np.nan
+    constant = (brain.defect == "constant_session") & (brain.defect_session == session)
+    flat[brain.flat_index[constant]] = brain.baseline[constant, None].astype(np.float32)
+
+
+def _save(volume: np.ndarray, affine: np.ndarray, path: Path, tr: float | None = None) -> None:
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    if tr is not None:
+        image.header.set_zooms(image.header.get_zooms()[:3] + (tr,))
+    nib.save(image, path)
+
+
+def write_synthetic_bold5000(
+    root: str | os.PathLike[str],
+    features: xr.DataArray,
+    subject: str = "CSI1",
+    *,
+    n_sessions: int | None = 3,
+    volume_shape: Sequence[int] | None = None,
+    snr: float | tuple[float, float] = (0.11, 1.5),
+    seed: int = 0,
+    release: int | str = 2,
+    n_trials: int | None = None,
+    models: Sequence[str] | None = None,
+    signal_fraction: float = 0.35,
+    regions_per_model: int = 2,
+    nonbinary_mask: bool = False,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Write a synthetic BOLD5000 subject whose voxel responses are planted from ``features``.
+
+    Trials follow the subject's real trial order (:func:`bold5000_trials`). Signal voxels sit in
+    spatially contiguous regions, each driven by one model: response = that model's features
+    times random weights, plus noise, so that a known fraction ``true_r2`` of each voxel's
+    variance is explained by its driver's features. Other in-brain voxels are pure noise;
+    voxels outside the ellipsoid brain are NaN, and a few in-brain voxels are NaN (in every
+    session or in one) or constant in one session. Release 2 holds one session's volume in
+    memory at a time. See :mod:`neurotask.datasets.synthetic_planted` for the exact model.
+
+    Parameters
+    ----------
+    root : path
+        Dataset root; the layout is that of ``release`` (module docs; contract A).
+    features : xarray.DataArray, dims (model, image, feature)
+        Covers every image of the written trials (e.g. ``make_synthetic_features`` over
+        ``bold5000_trials(...).image.unique()``, or a features store); may be lazy: one model's
+        features are read at a time.
+    subject : {"CSI1", "CSI2", "CSI3", "CSI4"}
+    n_sessions : int or None
+        Write the first ``n_sessions`` sessions (default 3); None writes all (15, 9 for CSI4).
+    volume_shape : 3 ints, optional
+        Voxel grid; default ``SMALL_VOLUME_SHAPE`` (20, 24, 20). ``VOLUME_SHAPES[subject]`` is the real one.
+    snr : float or (low, high)
+        Signal-to-noise variance ratio of signal voxels: highest at region centers, lowest at
+        their edges. ``true_r2 = snr / (1 + snr)``: the default (0.11, 1.5) gives R² in [0.1, 0.6].
+    seed : int
+        Seed; equal seeds write identical arrays.
+    release : {2, 1, "bids"}
+        The layout: GLMsingle betas (2), release-1 ROI ``.mat`` files (1) or OpenNeuro BIDS runs.
+    n_trials : int, optional
+        Keep only the first ``n_trials`` trials of those sessions.
+    models : sequence of str, optional
+        Driver models (default: every model in ``features``).
+    signal_fraction : float
+        Target fraction of brain voxels inside driver regions.
+    regions_per_model : int
+        Contiguous regions per driver model.
+    nonbinary_mask : bool
+        Write brain-mask values in (0.5, 1] instead of 1 inside the brain (loaders binarize > 0).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.Dataset, dims (voxel,)
+        The planted ground truth (also written to ``*_groundtruth.nc``; see
+        :func:`open_groundtruth`): per in-brain voxel ``i, j, k``, ``driver`` ('' for noise),
+        ``true_r2``, ``snr``, ``region``, ``roi``, ``defect``; attrs list the written files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from neurotask.datasets import bold5000_trials, make_synthetic_features
+    >>> images = bold5000_trials("CSI1", n_sessions=1).image.unique().tolist()
+    >>> feats = make_synthetic_features(["normal", "class_object"], images, n_features=32)
+    >>> truth = write_synthetic_bold5000(tempfile.mkdtemp(), feats, n_sessions=1)
+    >>> sorted(set(truth.driver.values.tolist()))
+    ['', 'class_object', 'normal']
+    """
+    brain = plant(
+        features, subject, n_sessions=n_sessions, n_trials=n_trials, volume_shape=volume_shape, snr=snr,
+        models=models, signal_fraction=signal_fraction, regions_per_model=regions_per_model, seed=seed,
+    )  # fmt: skip
+    root = Path(root)
+    release = str(release)
+    if release == "2":
+        files = _write_release2(brain, root, nonbinary_mask, progress)
+    elif release in ("1", "bids"):
+        from neurotask.datasets import synthetic_layouts
+
+        writer = synthetic_layouts.write_release1 if release == "1" else synthetic_layouts.write_bids
+        files = writer(brain, root, progress=progress)
+    else:
+        raise ValueError(f"unknown release {release!r}; expected one of {list(RELEASES)}")
+    truth = brain.groundtruth(release, [p.relative_to(root).as_posix() for p in files])
+    write_groundtruth(truth, groundtruth_path(root, subject, release))
+    return truth
+
+
+#: The layouts write_synthetic_bold5000 can write.
+RELEASES = (2, 1, "bids")
