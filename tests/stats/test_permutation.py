@@ -1,0 +1,176 @@
+"""Permutation nulls: brute-force equality, chunking invariance, calibration, power, refit, FWER."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats as scipy_stats
+from sklearn.linear_model import Ridge
+
+from neurotask.stats import permutation_test
+from neurotask.stats.permutation import _cross_products, _permutations, _refit_null, _hat_matrices
+
+
+def _brute_force_p(prediction, observed, perms, statistic):
+    """The per-voxel loop users write: for v, for each permutation, np.corrcoef (or R²)."""
+    def score(pred, obs):
+        if statistic == "r":
+            return np.corrcoef(pred, obs)[0, 1]
+        return 1 - ((obs - pred) ** 2).sum() / ((obs - obs.mean()) ** 2).sum()
+
+    p = np.empty(prediction.shape[1])
+    for v in range(prediction.shape[1]):
+        actual = score(prediction[:, v], observed[:, v])
+        null = np.array([score(prediction[:, v], observed[perm, v]) for perm in perms])
+        p[v] = (1 + (null >= actual).sum()) / (1 + len(perms))
+    return p
+
+
+def _minimal_results(n_trials, n_test, models, n_voxels):
+    is_test = np.zeros(n_trials, bool)
+    is_test[-n_test:] = True
+    return xr.Dataset(
+        {"is_test": ("trial", is_test), "alpha": (("model", "voxel"), np.ones((len(models), n_voxels)))},
+        coords={"model": models},
+    )
+
+
+def _noise_case(seed, n_voxels=600, n_signal=0, n_test=100, r_signal=0.45):
+    """Random predictions vs responses; the first n_signal voxels carry a planted correlation."""
+    rng = np.random.default_rng(seed)
+    pred = rng.standard_normal((1, n_test, n_voxels)).astype(np.float32)
+    resp = rng.standard_normal((n_test, n_voxels))
+    resp[:, :n_signal] = r_signal * pred[0, :, :n_signal] + np.sqrt(1 - r_signal**2) * resp[:, :n_signal]
+    responses = xr.DataArray(
+        resp.astype(np.float32), dims=("trial", "voxel"),
+        coords={"image": ("trial", np.arange(n_test).astype(str)), "session": ("trial", np.ones(n_test, int)),
+                "run": ("trial", np.ones(n_test, int)), "i": ("voxel", np.arange(n_voxels)),
+                "j": ("voxel", np.zeros(n_voxels, int)), "k": ("voxel", np.zeros(n_voxels, int))},
+    )
+    prediction = xr.DataArray(pred, dims=("model", "trial", "voxel"), coords={"model": ["m"]})
+    return _minimal_results(n_test, n_test, ["m"], n_voxels), responses, prediction
+
+
+def test_cross_products_equal_naive():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 30, 2100)).astype(np.float32)  # spans two voxel sub-blocks
+    b = rng.standard_normal((30, 2100)).astype(np.float32)
+    perms = _permutations(30, 4, seed=1)
+    naive = np.einsum("mtv,ptv->pmv", a.astype(np.float64), b.astype(np.float64)[perms])
+    np.testing.assert_allclose(_cross_products(perms, a, b), naive, atol=1e-4)  # float32 sums of 30 terms
+
+
+@pytest.mark.parametrize("statistic", ["r", "r2"])
+def test_p_equals_brute_force_loop(small_fit, statistic):
+    features, responses, results, prediction, _ = small_fit
+    perm = permutation_test(results, responses, predictions=prediction, n_permutations=99, seed=5,
+                            statistic=statistic, voxel_chunk=32)
+    test = responses.isel(trial=np.flatnonzero(results.is_test.values)).values.astype(np.float64)
+    perms = _permutations(test.shape[0], 99, seed=5)
+    for m in range(2):
+        expected = _brute_force_p(prediction.values[m].astype(np.float64), test, perms, statistic)
+        np.testing.assert_array_equal(perm.p.values[m], expected.astype(np.float32))
+    reference = results.r if statistic == "r" else results.r2
+    np.testing.assert_allclose(perm.observed, reference, atol=2e-5)  # float32 predictions
+
+
+def test_identical_whatever_the_chunking(small_fit):
+    _, responses, results, prediction, _ = small_fit
+    runs = [
+        permutation_test(results, responses, predictions=prediction, n_permutations=50, seed=3,
+                         voxel_chunk=chunk, permutation_block=block, fwer=True)
+        for chunk, block in [(7, 3), (120, 50), (64, 17)]
+    ]
+    for other in runs[1:]:
+        xr.testing.assert_identical(runs[0], other)
+
+
+@pytest.mark.cluster
+def test_identical_on_a_distributed_client(small_fit):
+    distributed = pytest.importorskip("distributed")
+    _, responses, results, prediction, _ = small_fit
+    local = permutation_test(results, responses, predictions=prediction, n_permutations=30, seed=3)
+    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+        remote = permutation_test(results, responses, predictions=prediction.chunk({"voxel": 16}),
+                                  n_permutations=30, seed=3, client=client, permutation_block=7)
+    xr.testing.assert_identical(local, remote)
+
+
+def test_calibration_uniform_p_and_fdr_control():
+    fdp, power = [], []
+    for seed in range(8):
+        results, responses, prediction = _noise_case(seed, n_voxels=1000, n_signal=100)
+        perm = permutation_test(results, responses, predictions=prediction, n_permutations=499, seed=seed)
+        p_null = perm.p.values[0, 100:]
+        if seed == 0:  # pure-noise voxels: p uniform on its grid (discreteness 1/500 << KS critical value)
+            assert scipy_stats.kstest(p_null, "uniform").pvalue > 0.01
+        discoveries = perm.significant.values[0]
+        fdp.append(discoveries[100:].sum() / max(discoveries.sum(), 1))
+        power.append(discoveries[:100].mean())
+    print(f"mean FDP {np.mean(fdp):.4f}, power at r=0.45, n_test=100: {np.mean(power):.3f}")
+    assert np.mean(fdp) <= 0.05
+    assert np.mean(power) > 0.9
+
+
+def test_pure_noise_p_uniform_several_seeds():
+    rejections = 0
+    for seed in range(5):
+        results, responses, prediction = _noise_case(100 + seed, n_voxels=800)
+        perm = permutation_test(results, responses, predictions=prediction, n_permutations=199, seed=seed)
+        rejections += scipy_stats.kstest(perm.p.values[0], "uniform").pvalue < 0.01
+        assert perm.significant.sum() <= 2  # BH under the global null: P(any discovery) <= q
+    assert rejections <= 1
+
+
+def test_planted_voxels_detected(small_fit):
+    _, responses, results, prediction, drivers = small_fit
+    perm = permutation_test(results, responses, predictions=prediction, n_permutations=199, seed=0)
+    own = np.stack([drivers == "normal", drivers == "class_object"])
+    power = perm.significant.values[own].mean()
+    false = perm.significant.values[:, drivers == ""].mean()
+    print(f"power on planted voxels (snr 0.7, 60 test trials): {power:.3f}; false positives on noise: {false:.3f}")
+    assert power > 0.8 and false <= 0.05
+
+
+def test_fwer_against_brute_force_max(small_fit):
+    _, responses, results, prediction, _ = small_fit
+    perm = permutation_test(results, responses, predictions=prediction, n_permutations=40, seed=9, fwer=True)
+    test = responses.isel(trial=np.flatnonzero(results.is_test.values)).values.astype(np.float64)
+    perms = _permutations(test.shape[0], 40, seed=9)
+    pred = prediction.values[0].astype(np.float64)
+    null = np.array([[np.corrcoef(pred[:, v], test[p, v])[0, 1] for v in range(test.shape[1])] for p in perms])
+    np.testing.assert_allclose(perm.null_max.values[0], null.max(1), atol=1e-5)
+    assert (perm.p_fwer >= perm.p).all()
+    assert set(perm.data_vars) >= {"threshold_fwer", "significant_fwer"}
+
+
+def test_refit_null_equals_sklearn_refits(small_fit):
+    features, responses, results, _, _ = small_fit
+    is_test = results.is_test.values
+    x = features.sel(model="normal", image=responses.image.values).values.astype(np.float64)
+    y = responses.values.astype(np.float64)
+    perms = _permutations(int((~is_test).sum()), 3, seed=4)
+    hats = _hat_matrices(x[~is_test], x[is_test], np.array([10.0]), standardize=False)
+    null = _refit_null(perms, hats, np.zeros(y.shape[1], np.intp), y[~is_test], y[is_test], "r")
+    for p, perm in enumerate(perms):
+        pred = Ridge(alpha=10.0).fit(x[~is_test], y[~is_test][perm]).predict(x[is_test])
+        expected = [np.corrcoef(pred[:, v], y[is_test][:, v])[0, 1] for v in range(y.shape[1])]
+        np.testing.assert_allclose(null[p, 0], expected, atol=1e-4)  # float32 hat matrix
+
+
+def test_refit_method_runs_and_matches_observed(small_fit):
+    features, responses, results, _, _ = small_fit
+    perm = permutation_test(results, responses, features, method="refit", n_permutations=19, seed=0)
+    np.testing.assert_allclose(perm.observed, results.r, atol=1e-4)
+    assert perm.attrs["method"] == "refit" and perm.p.min() == pytest.approx(1 / 20)
+
+
+def test_errors_name_the_argument(small_fit):
+    _, responses, results, prediction, _ = small_fit
+    with pytest.raises(ValueError, match="unknown method"):
+        permutation_test(results, responses, predictions=prediction, method="bogus")
+    with pytest.raises(ValueError, match="needs the test predictions"):
+        permutation_test(results, responses)
+    with pytest.raises(ValueError, match="n_permutations"):
+        permutation_test(results, responses, predictions=prediction, n_permutations=0)
