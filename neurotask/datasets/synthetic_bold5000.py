@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import xarray as xr
 
@@ -28,8 +28,10 @@ from neurotask.datasets.synthetic_planted import (
     PlantedBrain,
     groundtruth_path,
     plant,
+    save_nifti,
     write_groundtruth,
 )
+from neurotask.datasets.synthetic_layouts import write_bids, write_release1
 from neurotask.datasets.synthetic_stimuli import _progress
 
 __all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000"]
@@ -49,13 +51,13 @@ def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progr
     names.write_text("\n".join(brain.trials.name) + "\n")
     written.append(names)
     mask_path = out / f"{subject}_brainmask.nii.gz"
-    _save(brain.mask_volume(nonbinary_mask), brain.affine, mask_path)
+    save_nifti(brain.mask_volume(nonbinary_mask), brain.affine, mask_path)
     written.append(mask_path)
     roi_dir = root / "derivatives" / "ROIs" / subject
     roi_dir.mkdir(parents=True, exist_ok=True)
     for roi in ROI_NAMES:
         path = roi_dir / f"{subject}_mask-{RELEASE2_ROI_FILE_NAMES[roi]}.nii.gz"
-        _save(brain.roi_volume(roi), brain.affine, path)
+        save_nifti(brain.roi_volume(roi), brain.affine, path)
         written.append(path)
 
     sessions = brain.trials.session.to_numpy()
@@ -77,7 +79,7 @@ def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progr
                 flat[brain.flat_index, start : start + chunk.size] = values
             _apply_defects(brain, flat, session)
             path = out / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
-            _save(volume, brain.affine, path)
+            save_nifti(volume, brain.affine, path)
             written.append(path)
             del volume, flat
             advance()
@@ -90,14 +92,6 @@ def _apply_defects(brain: PlantedBrain, flat: np.ndarray, session: int) -> None:
     flat[brain.flat_index[nan]] = np.nan
     constant = (brain.defect == "constant_session") & (brain.defect_session == session)
     flat[brain.flat_index[constant]] = brain.baseline[constant, None].astype(np.float32)
-
-
-def _save(volume: np.ndarray, affine: np.ndarray, path: Path, tr: float | None = None) -> None:
-    image = nib.Nifti1Image(volume, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    if tr is not None:
-        image.header.set_zooms(image.header.get_zooms()[:3] + (tr,))
-    nib.save(image, path)
 
 
 def write_synthetic_bold5000(
@@ -186,9 +180,9 @@ def write_synthetic_bold5000(
     if release == "2":
         files = _write_release2(brain, root, nonbinary_mask, progress)
     elif release in ("1", "bids"):
-        from neurotask.datasets import synthetic_layouts
-
-        writer = synthetic_layouts.write_release1 if release == "1" else synthetic_layouts.write_bids
+        # Only GLMsingle betas carry NaN/constant voxels; ROI files and raw runs are complete.
+        brain = replace(brain, defect=np.full_like(brain.defect, ""), defect_session=np.zeros_like(brain.defect_session))
+        writer = write_release1 if release == "1" else write_bids
         files = writer(brain, root, progress=progress)
     else:
         raise ValueError(f"unknown release {release!r}; expected one of {list(RELEASES)}")

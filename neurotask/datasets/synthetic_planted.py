@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -216,6 +217,10 @@ class PlantedBrain:
     def groundtruth(self, release: str, files: Sequence[str] = ()) -> xr.Dataset:
         """The planted truth per in-brain voxel, as written to ``*_groundtruth.nc``."""
         driver = np.array([""] + self.models, dtype=object)[self.driver + 1]
+        roi_index = np.full(self.roi.size, -1, dtype=np.int32)
+        for name in ROI_NAMES:
+            inside = self.roi == name
+            roi_index[inside] = np.arange(inside.sum())
         return xr.Dataset(
             {
                 "i": ("voxel", self.ijk[:, 0].astype(np.int32)),
@@ -230,6 +235,7 @@ class PlantedBrain:
                 "snr": ("voxel", self.snr.astype(np.float32), {"long_name": "signal-to-noise variance ratio"}),
                 "region": ("voxel", self.region.astype(np.int32), {"long_name": "planted region (-1: none)"}),
                 "roi": ("voxel", self.roi.astype(str)),
+                "roi_index": ("voxel", roi_index, {"long_name": "column in the release-1 ROI array (-1: none)"}),
                 "defect": ("voxel", self.defect.astype(str)),
                 "defect_session": ("voxel", self.defect_session.astype(np.int32)),
             },
@@ -270,14 +276,18 @@ def _regions(
     return region, np.clip(best / radius, 0.0, 1.0)
 
 
-def _rois(ijk: np.ndarray, shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """ROI name per voxel: a small ball per ROI in the matching hemisphere (LH: low i)."""
+def _rois(ijk: np.ndarray, shape: Sequence[int], region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """ROI name per voxel: a small ball per ROI in the matching hemisphere (LH: low i).
+
+    Balls are centered on signal voxels where the hemisphere has any, so ROIs hold signal.
+    """
     roi = np.full(ijk.shape[0], "", dtype=object)
     radius = max(0.08 * min(shape), 1.5)
     mid = (shape[0] - 1) / 2
     for name in ROI_NAMES:
         side = ijk[:, 0] < mid if name.startswith("LH") else ijk[:, 0] > mid
-        candidates = np.flatnonzero(side & (roi == ""))
+        free = side & (roi == "")
+        candidates = np.flatnonzero(free & (region >= 0)) if (free & (region >= 0)).any() else np.flatnonzero(free)
         center = ijk[rng.choice(candidates)]
         inside = (np.sqrt(((ijk - center) ** 2).sum(axis=1)) <= radius) & side & (roi == "")
         roi[inside] = name
@@ -360,7 +370,7 @@ def plant(
     # 4. Scale, baseline, ROIs and defects.
     gain = rng.uniform(0.5, 2.0, n_vox)
     baseline = rng.normal(0.0, 0.5, n_vox)
-    roi = _rois(ijk, shape, rng)
+    roi = _rois(ijk, shape, region, rng)
     defect = np.full(n_vox, "", dtype=object)
     defect_session = np.zeros(n_vox, dtype=np.int64)
     n_each = max(2, n_vox // 400)
@@ -406,6 +416,15 @@ def groundtruth_path(root: str | os.PathLike[str], subject: str = "CSI1", releas
     if str(release) not in paths:
         raise ValueError(f"unknown release {release!r}; expected one of 2, 1, 'bids'")
     return paths[str(release)]
+
+
+def save_nifti(volume: np.ndarray, affine: np.ndarray, path: Path, tr: float | None = None) -> None:
+    """Save a float32 volume as (gzipped) NIfTI-1 with mm units, and the TR for 4-D time series."""
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    if tr is not None:
+        image.header.set_zooms(image.header.get_zooms()[:3] + (tr,))
+    nib.save(image, path)
 
 
 def write_groundtruth(truth: xr.Dataset, path: Path) -> Path:

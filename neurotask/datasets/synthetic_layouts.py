@@ -1,0 +1,166 @@
+"""Release-1 ROI files and OpenNeuro BIDS runs for synthetic BOLD5000 subjects.
+
+Both layouts carry the planted responses of :mod:`.synthetic_planted` through a TR-resolved
+response: trial ``t`` of voxel ``v`` contributes ``h[k] · s_v(t)`` to the ``k``-th TR after its
+onset (1-based, TR = 2 s), with ``h = HRF_BY_TR = (0, 0.35, 1, 1, 0.45)``, plus independent noise
+per TR of standard deviation ``√2 σ_v``. The mean of TR 3 and TR 4 is then ``s_v(t)`` plus noise of
+standard deviation ``σ_v``: its R² from the driver's features is the recorded ``true_r2``, as for
+the release-2 betas.
+
+Release 1, under ``root``::
+
+    ROIs/<SUBJ>/mat/<SUBJ>_ROIs_TR{1,2,3,4,5,34}.mat   scipy.io v5; keys: the 10 canonical ROIs,
+                                                       each (trials, voxels) float32; TR34 = mean(TR3, TR4)
+    ROIs/stim_lists/CSI0N_stim_lists.txt               one file name per trial, repeats prefixed ``rep_``
+    ROIs/<SUBJ>/<SUBJ>_groundtruth.nc                  truth; ``roi``/``roi_index`` give each column's voxel
+
+ROI columns are the ROI's voxels in NIfTI (Fortran) grid order.
+
+BIDS (OpenNeuro ds001499), under ``root``::
+
+    dataset_description.json
+    sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold.nii.gz    (x, y, z, 194), TR 2 s
+    sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_events.tsv     onset, duration, Trial,
+                                                                                 Sess, Run, ImgName, ImgType
+    sub-<SUBJ>/ses-01/func/sub-<SUBJ>_ses-01_task-localizer_run-01_bold.nii.gz      (+ events; loaders skip it)
+    derivatives/synthetic/sub-<SUBJ>_brainmask.nii.gz, sub-<SUBJ>_groundtruth.nc
+
+Trial ``j`` (0-based) of a run has its onset at ``6 + 10 j`` s, i.e. at volume ``3 + 5 j``; the
+``k``-th TR after it is volume ``onset / 2 + k − 1``. BOLD values are a scanner-like baseline
+(800–1200 in the brain, ~20 outside) with responses in percent signal change of that baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from neurotask.datasets.synthetic_planted import ROI_NAMES, PlantedBrain, save_nifti
+from neurotask.datasets.synthetic_stimuli import _progress
+
+__all__ = ["HRF_BY_TR", "BIDS_TR", "BIDS_RUN_TRS", "write_release1", "write_bids"]
+
+#: Response amplitude in TR 1..5 after an onset.
+HRF_BY_TR = (0.0, 0.35, 1.0, 1.0, 0.45)
+#: BOLD5000 repetition time (s) and volumes per 5000scenes run.
+BIDS_TR = 2.0
+BIDS_RUN_TRS = 194
+_FIRST_ONSET_S, _TRIAL_SPACING_S = 6.0, 10.0
+_BIDS_SOURCES = {"coco": "coco", "imagenet": "imagenet", "scene": "scenes"}
+
+
+def _subject_code(subject: str) -> str:
+    """``CSI1`` → ``CSI01`` (release-1 stimulus-list naming)."""
+    return f"CSI{int(subject[3:]):02d}"
+
+
+def write_release1(brain: PlantedBrain, root: Path, *, progress: bool = False) -> list[Path]:
+    """Release-1 ROI ``.mat`` files (one per TR choice) and the stimulus list; returns the paths."""
+    subject = brain.subject
+    mat_dir = root / "ROIs" / subject / "mat"
+    list_dir = root / "ROIs" / "stim_lists"
+    mat_dir.mkdir(parents=True, exist_ok=True)
+    list_dir.mkdir(parents=True, exist_ok=True)
+    trials = np.arange(len(brain.trials))
+    columns = {roi: np.flatnonzero(brain.roi == roi) for roi in ROI_NAMES}
+    in_roi = np.concatenate(list(columns.values()))
+    rng = np.random.default_rng([brain.seed, 4])
+    signal = brain.signal(trials)[in_roi].T.astype(np.float64)  # (trial, ROI voxel)
+    noise_sd = np.sqrt(2.0) * brain.noise_sd[in_roi]
+    gain, baseline = brain.gain[in_roi], brain.baseline[in_roi]
+    by_tr = {}
+    for k, h in enumerate(HRF_BY_TR, start=1):
+        by_tr[str(k)] = baseline + gain * (h * signal + noise_sd * rng.standard_normal(signal.shape))
+    by_tr["34"] = (by_tr["3"] + by_tr["4"]) / 2
+    written = []
+    bounds = np.cumsum([0] + [c.size for c in columns.values()])
+    with _progress(progress, len(by_tr), f"{subject} release-1 ROI files") as advance:
+        for tr, values in by_tr.items():
+            path = mat_dir / f"{subject}_ROIs_TR{tr}.mat"
+            arrays = {roi: values[:, a:b].astype(np.float32) for roi, a, b in zip(ROI_NAMES, bounds[:-1], bounds[1:])}
+            scipy.io.savemat(path, arrays, format="5", do_compression=True)
+            written.append(path)
+            advance()
+    names = [("rep_" if p > 1 else "") + n for n, p in zip(brain.trials.name, brain.trials.presentation)]
+    stim_list = list_dir / f"{_subject_code(subject)}_stim_lists.txt"
+    stim_list.write_text("\n".join(names) + "\n")
+    written.append(stim_list)
+    return written
+
+
+def _events(run_trials: pd.DataFrame) -> pd.DataFrame:
+    n = len(run_trials)
+    kinds = [_BIDS_SOURCES[s] for s in run_trials.source]
+    return pd.DataFrame(
+        {
+            "onset": _FIRST_ONSET_S + _TRIAL_SPACING_S * np.arange(n),
+            "duration": np.ones(n),
+            "Trial": run_trials.trial_in_run.to_numpy(),
+            "Sess": run_trials.session.to_numpy(),
+            "Run": run_trials.run.to_numpy(),
+            "ImgName": run_trials.name.to_numpy(),
+            "ImgType": [("rep_" if p > 1 else "") + k for k, p in zip(kinds, run_trials.presentation)],
+        }
+    )
+
+
+def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> list[Path]:
+    """OpenNeuro-layout BOLD runs with events, one localizer run, a brain mask; returns the paths."""
+    subject = brain.subject
+    description = root / "dataset_description.json"
+    root.mkdir(parents=True, exist_ok=True)
+    description.write_text(json.dumps({"Name": "synthetic BOLD5000 (neurotask)", "BIDSVersion": "1.8.0"}, indent=2))
+    written = [description]
+    derivatives = root / "derivatives" / "synthetic"
+    derivatives.mkdir(parents=True, exist_ok=True)
+    mask = derivatives / f"sub-{subject}_brainmask.nii.gz"
+    save_nifti(brain.mask_volume(), brain.affine, mask)
+    written.append(mask)
+
+    rng = np.random.default_rng([brain.seed, 5])
+    intensity = rng.uniform(800.0, 1200.0, brain.flat_index.size)
+    amplitude = (0.01 * intensity * brain.gain)[:, None]  # percent signal change of the baseline
+    noise_sd = (np.sqrt(2.0) * brain.noise_sd)[:, None]
+    hrf = np.asarray(HRF_BY_TR)
+    runs = brain.trials.groupby(["session", "run"], sort=True)
+    with _progress(progress, runs.ngroups, f"{subject} BIDS runs") as advance:
+        for (session, run), run_trials in runs:
+            func = root / f"sub-{subject}" / f"ses-{session:02d}" / "func"
+            func.mkdir(parents=True, exist_ok=True)
+            stem = f"sub-{subject}_ses-{session:02d}_task-5000scenes_run-{run:02d}"
+            events = _events(run_trials)
+            response = np.zeros((brain.flat_index.size, BIDS_RUN_TRS))
+            signal = brain.signal(run_trials.index.to_numpy())
+            for j, onset in enumerate((events.onset.to_numpy() / BIDS_TR).astype(int)):
+                response[:, onset : onset + hrf.size] += signal[:, j : j + 1] * hrf
+            response += noise_sd * rng.standard_normal(response.shape)
+            series = intensity[:, None] + amplitude * response
+            written += _write_run(brain, func / f"{stem}_bold.nii.gz", series, rng)
+            events_path = func / f"{stem}_events.tsv"
+            events.to_csv(events_path, sep="\t", index=False)
+            written.append(events_path)
+            advance()
+    func = root / f"sub-{subject}" / "ses-01" / "func"
+    stem = f"sub-{subject}_ses-01_task-localizer_run-01"
+    localizer_trs = 12
+    series = intensity[:, None] + rng.standard_normal((brain.flat_index.size, localizer_trs))
+    written += _write_run(brain, func / f"{stem}_bold.nii.gz", series, rng)
+    blocks = pd.DataFrame({"onset": [0.0, 12.0], "duration": [12.0, 12.0], "trial_type": ["scenes", "objects"]})
+    blocks.to_csv(func / f"{stem}_events.tsv", sep="\t", index=False)
+    written.append(func / f"{stem}_events.tsv")
+    return written
+
+
+def _write_run(brain: PlantedBrain, path: Path, series: np.ndarray, rng: np.random.Generator) -> list[Path]:
+    """A 4-D run: ``series`` (brain voxel, TR) inside the brain, dim scanner noise outside."""
+    n_trs = series.shape[1]
+    volume = np.empty(brain.shape + (n_trs,), dtype=np.float32, order="F")
+    flat = volume.reshape(-1, n_trs, order="F")
+    flat[:] = 20.0 + 5.0 * rng.standard_normal(flat.shape, dtype=np.float32)
+    flat[brain.flat_index] = series
+    save_nifti(volume, brain.affine, path, tr=BIDS_TR)
+    return [path]
