@@ -1,0 +1,294 @@
+"""Ingest BOLD5000 into a responses store, streaming, resumably (DESIGN §2–3).
+
+How the write is organized, and why
+-----------------------------------
+The responses schema is chunked ``(all trials, 4096 voxels)``: encoding reads all trials of a voxel
+chunk at once, and one chunk holds exactly that. The files, however, come one session at a time,
+and a session (333–370 trials) covers only part of every such chunk. Writing session slices into
+``(all, 4096)`` chunks would rewrite each chunk 15 times; re-reading every session's 4-D file once per
+voxel chunk would decompress the data ~50 times. So ingestion runs in two passes:
+
+1. **Stage** (one session in memory): each session's file is streamed once, volume by volume,
+   keeping only the brain-mask voxels; the (trial, voxel) block is screened (finite? constant in a
+   session or run?) and written raw into a staging store chunked ``(gcd of session sizes = 37 trials,
+   4096 voxels)``, so every session is a whole number of staging chunks and is written by regions.
+2. **Write** (one voxel chunk in memory): the kept voxels are now known; for each output chunk of
+   4096 voxels, all trials of those voxels are read from the staging store (the few staging chunks
+   that hold them), z-scored within session/run, and written as one ``(all, 4096)`` region.
+
+Peak memory is one session's masked block (≈ 370 × in-mask voxels × 4 bytes) or one output chunk
+(trials × 4096 × 4 bytes), not the data size. Both stores are written through
+:class:`neurotask.stores.RegionWriter`, so an interrupted ingest resumes where it stopped (staged
+sessions are screened again from the staging store, not from the NIfTI files). The staging store
+(``<store>.staging``) is deleted once the responses store is finalized.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from rich.progress import Progress
+
+from neurotask.fmri.bold5000 import Layout, mean_abs_volume, read_layout
+from neurotask.fmri.masking import VoxelScreen, derive_mask, load_mask, roi_labels
+from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
+from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array, sha256_file
+
+__all__ = ["load_bold5000"]
+
+logger = logging.getLogger("neurotask.fmri")
+
+VOXEL_CHUNK = 4096
+
+
+def _fingerprint(paths: Sequence[Path]) -> dict[str, str]:
+    """Identify input files cheaply (size and modification time); big betas are not hashed."""
+    out = {}
+    for path in paths:
+        stat = os.stat(path)
+        out[path.name] = f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}"
+    return out
+
+
+def _presentations(images: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per trial: 1-based presentation count of its image so far, and whether the image repeats."""
+    seen: Counter[str] = Counter()
+    presentation = np.empty(len(images), dtype=np.int64)
+    for t, image in enumerate(images):
+        seen[image] += 1
+        presentation[t] = seen[image]
+    repeat = np.array([seen[image] > 1 for image in images], dtype=bool)
+    return presentation, repeat
+
+
+def _candidates(layout: Layout, mask: object, resample_mask: bool) -> tuple[dict[str, object], np.ndarray | None]:
+    """Candidate voxels (the binarized brain mask) as coords and read indices, plus the mask volume."""
+    if layout.grid is None:  # release 1: columns of the ROI matrices
+        n = layout.column_roi.size
+        return {"index": np.arange(n), "ijk": (np.full(n, -1),) * 3, "roi": layout.column_roi, "mask": "none"}, None
+    grid = layout.grid
+    if mask is not None:
+        volume = load_mask(mask, grid, resample=resample_mask)
+        source = f"given:{sha256_file(mask)}" if isinstance(mask, (str, os.PathLike)) else "given:image"
+    elif layout.mask_file is not None:
+        volume, source = load_mask(layout.mask_file, grid, resample=resample_mask), f"tree:{layout.mask_file.name}"
+    else:
+        first = layout.sessions[0].files[0]
+        volume, source = derive_mask(mean_abs_volume(first), grid), f"derived:compute_epi_mask({first.name})"
+        logger.info("no brain mask given or found: derived one from %s (%d voxels)", first.name, volume.sum())
+    ijk = np.nonzero(volume)
+    rois = {name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}") for name, path in layout.roi_files.items()}
+    labels = roi_labels(rois, ijk)[0] if rois else None
+    index = np.ravel_multi_index(ijk, grid.shape, order="F")
+    return {"index": index, "ijk": ijk, "roi": labels, "mask": source}, volume
+
+
+def _stage(layout: Layout, candidates: dict[str, object], path: Path, parameters: dict, progress: Progress) -> VoxelScreen:
+    """Pass 1: stream each session once, screen it, and write it raw into the staging store."""
+    sizes = [s.n_trials for s in layout.sessions]
+    n_trials, n_voxels = sum(sizes), candidates["index"].size
+    template = xr.Dataset({"raw": (("trial", "voxel"), da.zeros((n_trials, n_voxels), dtype=np.float32, chunks=-1))})
+    writer = RegionWriter(
+        path, template, region_dims=["trial"], chunks={"trial": math.gcd(*sizes), "voxel": VOXEL_CHUNK},
+        parameters=parameters, overwrite=True,
+    )
+    pending = {(r["trial"].start, r["trial"].stop) for r in writer.pending()}
+    screen = VoxelScreen(n_voxels)
+    task = progress.add_task(f"{layout.subject}: stage sessions", total=len(sizes))
+    start = 0
+    for session in layout.sessions:
+        stop = start + session.n_trials
+        todo = sorted(r for r in pending if start <= r[0] < stop)
+        if todo:
+            values = session.read(candidates["index"])
+            for a, b in todo:
+                writer.write(xr.DataArray(values[a - start : b - start], dims=("trial", "voxel"), name="raw"),
+                             {"trial": slice(a, b)})
+        else:  # resumed: screen the staged copy
+            values = open_store(path, kind="staging", allow_incomplete=True)["raw"][start:stop].values
+        screen.update(values, session.runs)
+        del values
+        progress.advance(task)
+        start = stop
+    if not writer.complete:
+        writer.finalize()
+    return screen
+
+
+def _output_path(store: str | os.PathLike[str] | None, subject: str) -> Path:
+    if store is not None:
+        return Path(store)
+    folder = Path(tempfile.mkdtemp(prefix="neurotask-"))
+    path = folder / f"sub-{subject}.zarr"
+    logger.info("store=None: writing the responses to the temporary store %s", path)
+    return path
+
+
+def load_bold5000(
+    root: str | os.PathLike[str],
+    subject: str | int = "CSI1",
+    release: int | str = 2,
+    store: str | os.PathLike[str] | None = None,
+    *,
+    mask: str | os.PathLike[str] | object | None = None,
+    normalize: str | None = "session",
+    betas: str = "TYPED",
+    tr: int | Sequence[int] = (3, 4),
+    resample_mask: bool = False,
+    trials_per_run: int = 37,
+    session_trials: Sequence[int] | None = None,
+    voxel_chunk: int = VOXEL_CHUNK,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> xr.DataArray:
+    """Ingest one BOLD5000 subject into a responses store and open it lazily.
+
+    Parameters
+    ----------
+    root : path-like
+        The BOLD5000 root folder (holding ``derivatives/``, ``ROIs/`` or ``sub-CSIx/``).
+    subject : str or int
+        ``"CSI1"`` … ``"CSI4"`` (``"sub-CSI1"`` and ``1`` are accepted).
+    release : {2, 1, "bids"}
+        Layout: 2 = GLMsingle betas (primary), 1 = release-1 ROI files, "bids" = OpenNeuro runs.
+    store : path-like, optional
+        Where to write the responses store. None writes to a new temporary folder (logged; not
+        resumable across processes). An existing complete store with the same parameters is
+        reopened without reading any input; an interrupted one is resumed.
+    mask : path-like or nibabel image, optional
+        Brain mask (binarized > 0). Default: the tree's ``<SUBJ>_brainmask.nii.gz``; when there is
+        none, one is derived from the first session's mean ``|beta|`` volume with
+        ``nilearn.masking.compute_epi_mask``. Ignored for release 1 (ROI columns).
+    normalize : {"session", "run", "none"}
+        z-score each voxel within session (default) or run (ddof=0), or keep raw values.
+    betas : {"TYPEA", "TYPEB", "TYPEC", "TYPED"}
+        GLMsingle beta version (release 2).
+    tr : int or sequence of int
+        TRs after onset, 1-based. Release 1: ``(3, 4)`` averages the TR3 and TR4 files, ``34`` reads
+        the TR34 file, ``k`` reads TRk. BIDS: the volumes ``onset/TR + k - 1`` averaged per trial.
+    resample_mask : bool
+        Resample a brain or ROI mask on another grid to the betas' grid (nearest neighbour) instead
+        of raising.
+    trials_per_run : int
+        Trials per run (37 in BOLD5000); runs are numbered 1.. within each session (releases 1, 2).
+    session_trials : sequence of int, optional
+        Release 1 only: trials per session (the ROI files do not say). Default: read from release-2
+        betas in the same tree if present, else all trials form session 1 (a warning is logged).
+    voxel_chunk : int
+        Voxels per store chunk.
+    overwrite : bool
+        Replace a store written with other parameters.
+    progress : bool
+        Show rich progress bars.
+
+    Returns
+    -------
+    xarray.DataArray, dims (trial, voxel)
+        Lazy (opened from the store), float32, with ``image`` (stimulus id), ``session``, ``run``
+        (1-based), ``presentation`` (1-based count of the image's showings so far) and ``repeat``
+        (the image is shown more than once) on trial; ``i, j, k`` on voxel (-1 for release 1, which
+        has no voxel positions) and ``roi`` when ROI masks exist ("" outside them). Attrs: subject,
+        release, affine (JSON), volume_shape, mask_sha256 (of the kept-voxel volume), dropped_voxels
+        (JSON counts by reason), normalization, and the layout's choices (betas, tr).
+
+    Examples
+    --------
+    >>> resp = nt.load_bold5000("BOLD5000", subject="CSI1", store="sub-CSI1.zarr")  # doctest: +SKIP
+    >>> resp.groupby("session").mean()                                              # doctest: +SKIP
+    """
+    normalize = _check(normalize)
+    layout = read_layout(
+        root, subject, release, betas=betas, tr=tr, trials_per_run=trials_per_run, session_trials=session_trials
+    )
+    path = _output_path(store, layout.subject)
+    parameters = {
+        "root": str(Path(root).resolve()), "subject": layout.subject, "release": layout.release,
+        "mask": str(mask) if mask is not None else None, "resample_mask": resample_mask,
+        "normalize": normalize, "voxel_chunk": voxel_chunk, **layout.details,
+        "inputs": _fingerprint(layout.files + ([Path(mask)] if isinstance(mask, (str, os.PathLike)) else [])),
+    }
+    if path.exists() and not overwrite:
+        existing = open_store(path, kind="responses", allow_incomplete=True).attrs.get("parameters")
+        if existing != json.dumps(parameters, sort_keys=True, default=str):
+            raise StoreError(
+                f"a store already exists at {str(path)!r} with other parameters ({existing}). "
+                f"Choose another store path, delete it, or pass overwrite=True."
+            )
+        if is_complete(path):
+            logger.info("%s is complete with the same parameters: reopened", path)
+            return open_responses(path)
+    if layout.details.get("session_boundaries") == "none":
+        logger.warning("release 1: session boundaries unknown; all trials form session 1 (pass session_trials)")
+    with Progress(disable=not progress, transient=True) as bar:
+        candidates, volume = _candidates(layout, mask, resample_mask)
+        staging = Path(f"{path}.staging")
+        stage_parameters = {k: v for k, v in parameters.items() if k not in ("normalize", "voxel_chunk")}
+        screen = _stage(layout, candidates, staging, {**stage_parameters, "stage": True}, bar)
+        keep, dropped = screen.keep(by_run=normalize == "run")
+        n_grid = int(np.prod(layout.grid.shape)) if layout.grid is not None else keep.size
+        dropped = {"outside_mask": n_grid - keep.size, **dropped}
+        for reason, count in dropped.items():
+            logger.info("%s: dropped %d voxels (%s)", layout.subject, count, reason)
+        _write(layout, candidates, volume, keep, dropped, normalize, staging, path, parameters, voxel_chunk, overwrite, bar)
+    shutil.rmtree(staging, ignore_errors=True)
+    return open_responses(path)
+
+
+def _write(
+    layout: Layout, candidates: dict[str, object], volume: np.ndarray | None, keep: np.ndarray,
+    dropped: dict[str, int], normalize: str, staging: Path, path: Path, parameters: dict,
+    voxel_chunk: int, overwrite: bool, bar: Progress,
+) -> None:
+    """Pass 2: one (all trials, voxel chunk) region at a time, from the staging store."""
+    kept = np.flatnonzero(keep)
+    session = np.concatenate([np.full(s.n_trials, s.number) for s in layout.sessions])
+    run = np.concatenate([s.runs for s in layout.sessions])
+    presentation, repeat = _presentations(layout.stimuli)
+    i, j, k = (np.asarray(axis)[kept].astype(np.int64) for axis in candidates["ijk"])
+    voxel_coords = {"i": ("voxel", i), "j": ("voxel", j), "k": ("voxel", k)}
+    if candidates["roi"] is not None:
+        voxel_coords["roi"] = ("voxel", np.asarray(candidates["roi"], dtype=str)[kept])
+    coords = {
+        "image": ("trial", np.asarray(layout.stimuli, dtype=str)), "session": ("trial", session),
+        "run": ("trial", run), "presentation": ("trial", presentation), "repeat": ("trial", repeat), **voxel_coords,
+    }
+    data = da.zeros((session.size, kept.size), dtype=np.float32, chunks=-1)
+    template = xr.Dataset({"responses": (("trial", "voxel"), data)}, coords=coords)
+    if volume is not None:
+        final_mask = np.zeros(layout.grid.shape, dtype=np.uint8)
+        final_mask[i, j, k] = 1
+    attrs = {
+        "subject": layout.subject, "release": str(layout.release),
+        "affine": json.dumps(layout.grid.affine.tolist() if layout.grid is not None else None),
+        "volume_shape": list(layout.grid.shape) if layout.grid is not None else [],
+        "mask_sha256": sha256_array(final_mask) if volume is not None else sha256_array(keep),
+        "mask_source": candidates["mask"], "dropped_voxels": json.dumps(dropped), "normalization": normalize,
+        **{key: json.dumps(value) if not isinstance(value, (str, int)) else value for key, value in layout.details.items()},
+    }
+    writer = RegionWriter(
+        path, template, region_dims=["voxel"], chunks={"trial": -1, "voxel": voxel_chunk},
+        parameters=parameters, attrs=attrs, overwrite=overwrite,
+    )
+    groups = trial_groups(session, run, normalize)
+    raw = open_store(staging, kind="staging")["raw"].data
+    pending = writer.pending()
+    task = bar.add_task(f"{layout.subject}: write voxel chunks", total=len(pending))
+    for region in pending:
+        values = raw[:, kept[region["voxel"]]].compute(scheduler="threads")
+        if normalize != "none":
+            values = _zscore_groups(values, groups)
+        writer.write(xr.DataArray(values, dims=("trial", "voxel"), name="responses"), region)
+        bar.advance(task)
+    if not writer.complete:
+        writer.finalize()

@@ -1,0 +1,146 @@
+"""Voxel selection (DESIGN §3): brain mask, grid checks, finiteness and variance screens, ROI labels.
+
+The kept voxels are the binarized (> 0) brain mask ∩ voxels finite in every session ∩ voxels
+non-constant in every normalization group (every session; every run when z-scoring by run, since a
+run-constant voxel has no run z-score). Each excluded voxel is counted under the first reason that
+applies: outside the mask, non-finite in some session, constant in some session (or run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from neurotask.fmri.bold5000 import ROIS, Grid
+
+__all__ = ["GridMismatchError", "VoxelScreen", "load_mask", "derive_mask", "roi_labels"]
+
+logger = logging.getLogger("neurotask.fmri")
+
+
+class GridMismatchError(ValueError):
+    """A mask does not lie on the betas' voxel grid."""
+
+
+def _image(mask: str | Path | nib.spatialimages.SpatialImage) -> nib.spatialimages.SpatialImage:
+    return mask if isinstance(mask, nib.spatialimages.SpatialImage) else nib.load(mask)
+
+
+def load_mask(
+    mask: str | Path | nib.spatialimages.SpatialImage, grid: Grid, *, resample: bool = False, what: str = "mask"
+) -> np.ndarray:
+    """A mask on the betas' grid, binarized (> 0; NaN counts as outside).
+
+    Parameters
+    ----------
+    mask : path-like or nibabel image
+        A 3-D mask (a 4-D one with a single volume is accepted).
+    grid : Grid
+        The betas' grid (shape and affine).
+    resample : bool
+        Resample a mask on another grid to the betas' grid (nearest neighbour, nilearn). Without
+        it, a mask on another grid raises :class:`GridMismatchError`.
+    what : str
+        How the mask is named in messages.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape grid.shape
+    """
+    img = _image(mask)
+    shape = tuple(int(n) for n in img.shape[:3])
+    if len(img.shape) > 3 and int(np.prod(img.shape[3:])) != 1:
+        raise ValueError(f"the {what} must be a 3-D image; got shape {img.shape}")
+    mask_grid = Grid(shape, np.asarray(img.affine, dtype=float))
+    if not mask_grid.matches(grid):
+        if not resample:
+            raise GridMismatchError(
+                f"the {what} and the betas lie on different voxel grids:\n"
+                f"  {what}: shape {mask_grid.shape}, affine\n{np.array2string(mask_grid.affine, precision=3)}\n"
+                f"  betas: shape {grid.shape}, affine\n{np.array2string(grid.affine, precision=3)}\n"
+                f"Pass a {what} on the betas' grid, or resample_mask=True to resample it (nearest neighbour)."
+            )
+        from nilearn.image import resample_to_img
+
+        reference = nib.Nifti1Image(np.zeros(grid.shape, dtype=np.uint8), grid.affine)
+        img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32).reshape(shape), img.affine)
+        img = resample_to_img(img, reference, interpolation="nearest", force_resample=True, copy_header=True)
+        logger.info("resampled the %s from shape %s to the betas' grid %s", what, shape, grid.shape)
+    values = np.asarray(img.dataobj, dtype=np.float32).reshape(grid.shape)
+    return np.nan_to_num(values, nan=0.0) > 0
+
+
+def derive_mask(mean_volume: np.ndarray, grid: Grid) -> np.ndarray:
+    """A brain mask derived from a mean volume with ``nilearn.masking.compute_epi_mask``."""
+    from nilearn.masking import compute_epi_mask
+
+    img = nib.Nifti1Image(np.asarray(mean_volume, dtype=np.float32), grid.affine)
+    return np.asarray(compute_epi_mask(img).dataobj) > 0
+
+
+def roi_labels(
+    rois: Mapping[str, np.ndarray], coords: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, int]:
+    """The ROI label of each voxel ("" in none) and the number of voxels in several ROIs.
+
+    A voxel in several ROIs gets the first in canonical order (:data:`ROIS`, then other names sorted).
+    """
+    labels = np.full(coords[0].size, "", dtype=object)
+    claimed = np.zeros(coords[0].size, dtype=np.int64)
+    order = [r for r in ROIS if r in rois] + sorted(r for r in rois if r not in ROIS)
+    for name in reversed(order):
+        inside = rois[name][coords]
+        labels[inside] = name
+        claimed += inside
+    return labels, int((claimed > 1).sum())
+
+
+def _segments(labels: np.ndarray) -> list[slice]:
+    """Slices of consecutive equal labels."""
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    bounds = [0, *edges.tolist(), labels.size]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass
+class VoxelScreen:
+    """Per-voxel finiteness and constancy, accumulated one session at a time.
+
+    Parameters
+    ----------
+    n_voxels : int
+        Candidate voxels (those inside the brain mask).
+    """
+
+    n_voxels: int
+    nonfinite: np.ndarray = field(init=False)
+    constant_session: np.ndarray = field(init=False)
+    constant_run: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nonfinite = np.zeros(self.n_voxels, dtype=bool)
+        self.constant_session = np.zeros(self.n_voxels, dtype=bool)
+        self.constant_run = np.zeros(self.n_voxels, dtype=bool)
+
+    def update(self, values: np.ndarray, runs: np.ndarray) -> None:
+        """Screen one session's ``values`` (trial, voxel), whose trials belong to ``runs``."""
+        finite = np.isfinite(values).all(axis=0)
+        self.nonfinite |= ~finite
+        with np.errstate(invalid="ignore"):
+            self.constant_session |= finite & (values.max(axis=0) == values.min(axis=0))
+            for run in _segments(runs):
+                block = values[run]
+                self.constant_run |= finite & (block.max(axis=0) == block.min(axis=0))
+
+    def keep(self, by_run: bool) -> tuple[np.ndarray, dict[str, int]]:
+        """The kept candidates and the dropped counts by reason."""
+        constant = self.constant_run if by_run else self.constant_session
+        dropped_constant = constant & ~self.nonfinite
+        keep = ~self.nonfinite & ~constant
+        reason = "constant_in_run" if by_run else "constant_in_session"
+        return keep, {"nonfinite_in_session": int(self.nonfinite.sum()), reason: int(dropped_constant.sum())}
