@@ -1,0 +1,646 @@
+"""Representational similarity analysis across models: RDMs, model×model similarity, trees (DESIGN §3).
+
+* :func:`rdm` — one representational dissimilarity matrix per model, lazily, as a labeled
+  condensed vector ``(model, pair)`` or a square ``(model, image, image_)`` matrix.
+* :func:`model_similarity` — Spearman (or Pearson, Kendall tau-a) between the models' RDMs,
+  on all images or a subset, computed one model at a time (on the Dask client if there is one),
+  so that memory holds one model's RDM plus one 4-byte vector per model — never 25 square
+  matrices.
+* :func:`compare_rdms` — the same comparison for RDMs you already have.
+* :func:`linkage` — average-linkage tree on ``1 − similarity`` with its leaf order.
+
+Exactness. Spearman ranks average ties (as :func:`scipy.stats.rankdata`); each model's ranks are
+kept as *doubled, centered* ranks ``2·rank − (P + 1)``, which are integers, stored as int32
+(exact for up to 2³¹ pairs, i.e. ~65,000 images) and multiplied and summed in float64. Kendall
+tau-a follows rsatoolbox: ``(concordant − discordant) / (P (P − 1) / 2)`` with tied pairs counted
+as neither, computed exactly by an O(P log P) merge count (:func:`scipy.stats.kendalltau`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import scipy.cluster.hierarchy as sch
+import scipy.linalg.blas as blas
+import scipy.spatial.distance as ssd
+import scipy.stats
+import xarray as xr
+from rich.progress import Progress
+
+from neurotask.stores import validate_features
+
+__all__ = [
+    "RDM_METHODS",
+    "COMPARE_METHODS",
+    "LINKAGE_METHODS",
+    "Tree",
+    "select_images",
+    "rdm",
+    "compare_rdms",
+    "model_similarity",
+    "linkage",
+]
+
+#: Dissimilarity between two images' feature vectors.
+RDM_METHODS: dict[str, str] = {
+    "correlation": "1 − Pearson r between the images' feature vectors (rsatoolbox 'correlation')",
+    "cosine": "1 − cosine similarity between the images' feature vectors (scipy 'cosine')",
+    "euclidean": "Euclidean distance between the images' feature vectors (scipy 'euclidean'; "
+    "rsatoolbox's 'euclidean' is its square divided by the number of features, same ranks)",
+}
+
+#: How two models' RDMs (upper triangles) are compared.
+COMPARE_METHODS: dict[str, str] = {
+    "spearman": "Spearman rank correlation, ties averaged (rsatoolbox 'spearman')",
+    "pearson": "Pearson correlation (rsatoolbox 'corr')",
+    "tau-a": "Kendall tau-a, ties counted as neither concordant nor discordant (rsatoolbox 'tau-a')",
+}
+
+#: scipy linkage methods valid on a non-Euclidean dissimilarity.
+LINKAGE_METHODS: tuple[str, ...] = ("average", "complete", "single", "weighted")
+
+_PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25 models: 52 MB)
+
+
+# --------------------------------------------------------------------------------------------
+# image subsets
+
+
+def _image_table(features: xr.DataArray) -> pd.DataFrame:
+    coords = {str(name): coord.values for name, coord in features.coords.items() if coord.dims == ("image",)}
+    return pd.DataFrame(coords)
+
+
+def select_images(features: xr.DataArray, subset: Any = None) -> tuple[xr.DataArray, str]:
+    """Restrict features to an image subset.
+
+    Parameters
+    ----------
+    features : xarray.DataArray, dims (model, image, feature)
+        Features with image coordinates (``image``, ``source``, …).
+    subset : None, str, mapping, boolean array or sequence of str
+        None: all images. A str: a query on the image coordinates (pandas syntax), e.g.
+        ``'source == "scene"'``. A mapping: coordinate → value or list of values, e.g.
+        ``{"source": "scene"}``. A boolean mask over images (array or DataArray on ``image``).
+        A sequence of image ids.
+
+    Returns
+    -------
+    features : xarray.DataArray, dims (model, image, feature)
+        The selected images, in their original order (lazy if the input was).
+    description : str
+        The subset in words, for attrs and titles.
+
+    Examples
+    --------
+    >>> from neurotask.datasets.synthetic import make_synthetic_features
+    >>> feats = make_synthetic_features(["normal", "jigsaw"], 100, n_features=8)
+    >>> scenes, text = select_images(feats, {"source": "scene"})
+    >>> text
+    "source == 'scene'"
+    """
+    n = features.sizes["image"]
+    if subset is None:
+        return features, "all images"
+    table = _image_table(features)
+    if isinstance(subset, str):
+        try:
+            mask = np.asarray(table.eval(subset, engine="python"), dtype=bool)
+        except Exception as error:  # pandas raises many types for a bad expression
+            raise ValueError(
+                f"subset {subset!r} is not a valid query on the image coordinates {sorted(table)} ({error}); "
+                f"write e.g. 'source == \"scene\"'"
+            ) from error
+        description = subset
+    elif isinstance(subset, Mapping):
+        mask = np.ones(n, dtype=bool)
+        parts = []
+        for coord, wanted in subset.items():
+            if coord not in table:
+                raise ValueError(
+                    f"subset names the coordinate {coord!r}, which is not on the image dim; "
+                    f"image coordinates: {sorted(table)}"
+                )
+            values = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Sequence) else list(wanted)
+            mask &= table[coord].isin(values).to_numpy()
+            parts.append(f"{coord} == {values[0]!r}" if len(values) == 1 else f"{coord} in {values!r}")
+        description = " and ".join(parts)
+    else:
+        values = np.asarray(subset.values if isinstance(subset, xr.DataArray) else subset)
+        if values.dtype == bool:
+            if values.shape != (n,):
+                raise ValueError(f"a boolean subset must have one entry per image ({n}); got shape {values.shape}")
+            mask = values
+            description = f"boolean mask ({int(mask.sum())} of {n} images)"
+        else:
+            ids = [str(v) for v in values.ravel()]
+            known = pd.Index(features["image"].values)
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise ValueError(
+                    f"subset names {len(missing)} image ids that are not in features, e.g. {missing[:5]}"
+                )
+            mask = known.isin(ids)
+            description = f"{len(set(ids))} listed image ids"
+    count = int(mask.sum())
+    if count < 3:
+        raise ValueError(
+            f"subset {description!r} selects {count} images; an RDM comparison needs at least 3 images "
+            f"(2 dissimilarities cannot be rank-correlated). Choose a larger subset."
+        )
+    return features.isel(image=np.flatnonzero(mask)), description
+
+
+# --------------------------------------------------------------------------------------------
+# numpy kernels
+
+
+def _check_finite_and_varying(x: np.ndarray, method: str, model: str, images: np.ndarray) -> None:
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"features of model {model!r} hold NaN/inf for {int(bad.sum())} images, e.g. "
+            f"{list(images[bad][:5])}; drop those images (subset=) or fix the features"
+        )
+    if method == "correlation":
+        degenerate = x.min(axis=1) == x.max(axis=1)
+        what = "constant features (zero variance: the correlation distance is undefined)"
+    elif method == "cosine":
+        degenerate = ~x.any(axis=1)
+        what = "all-zero features (zero norm: the cosine distance is undefined)"
+    else:
+        return
+    if degenerate.any():
+        raise ValueError(
+            f"model {model!r} has {what} for {int(degenerate.sum())} images, e.g. "
+            f"{list(images[degenerate][:5])}; drop them with subset= or use rdm_method='euclidean'"
+        )
+
+
+def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarray | None = None) -> np.ndarray:
+    """Upper triangle (scipy ``squareform`` order) of one model's RDM, float64, from (image, feature).
+
+    Computed in float64 like rsatoolbox and scipy: float32 products would reorder near-equal
+    dissimilarities and move a Spearman correlation by ~1e-5 on small data.
+    """
+    # 1. validate, and bring rows to the form whose inner products give the dissimilarity
+    x = np.asarray(x)
+    images = np.arange(len(x)).astype(str) if images is None else images
+    _check_finite_and_varying(x, method, model, images)
+    y = x.astype(np.float64)
+    if method == "euclidean":
+        y -= y.mean(axis=0)  # distances do not change; centering shrinks the cancellation below
+        norms = np.einsum("ij,ij->i", y, y)
+    else:
+        if method == "correlation":
+            y -= y.mean(axis=1, keepdims=True)
+        y /= np.sqrt(np.einsum("ij,ij->i", y, y))[:, None]
+    # 2. one GEMM; row i right of the diagonal is the condensed stretch of image i
+    gram = y @ y.T
+    del y
+    n = len(x)
+    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    start = 0
+    for i in range(n - 1):
+        stop = start + n - 1 - i
+        out[start:stop] = gram[i, i + 1 :]
+        if method == "euclidean":
+            squared = norms[i] + norms[i + 1 :] - 2.0 * out[start:stop]
+            out[start:stop] = np.sqrt(np.maximum(squared, 0.0))
+        start = stop
+    del gram
+    if method != "euclidean":
+        np.subtract(1.0, out, out=out)
+    return out
+
+
+def _order_key(v: np.ndarray) -> np.ndarray:
+    """uint64 whose unsigned order is the order of the float64 values (-0.0 equal to +0.0)."""
+    bits = (v + 0.0).view(np.uint64)
+    return np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+
+
+def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
+    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers.
+
+    Sorting P floats with their positions: the top bits of each value's order key and its
+    position are packed into one uint64, sorted in place (much faster than an argsort); the few
+    values whose truncated keys collide are then ordered by their full float64 values.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    p = v.size
+    if p >= 2**31:
+        raise ValueError(f"{p} pairs exceed the int32 rank range (at most ~65,000 images)")
+    # 1. pack (truncated order key, position) and sort
+    shift = np.uint64(max(1, int(p - 1).bit_length()))
+    key = _order_key(v)
+    key >>= shift
+    key <<= shift
+    key |= np.arange(p, dtype=np.uint64)
+    key.sort()
+    position = (key & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.intp)
+    key >>= shift
+    # 2. runs of equal truncated keys: order their members by the full values
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    del key
+    lengths = np.diff(np.r_[starts, p])
+    if (lengths > 1).any():
+        runs = np.flatnonzero(lengths > 1)
+        members = np.flatnonzero(np.repeat(lengths > 1, lengths))
+        run_id = np.repeat(runs, lengths[runs])
+        order = np.lexsort((v[position[members]], run_id))
+        position[members] = position[members][order]
+    # 3. exact ties: equal values, adjacent in sorted order, share the rank (start + 1 + stop) / 2
+    ordered = v[position]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    del ordered
+    stops = np.r_[starts[1:], p]
+    out = np.empty(p, dtype=np.int32)
+    out[position] = np.repeat((starts + stops - p).astype(np.int32), stops - starts)
+    return out
+
+
+def _cross_products(vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``Σ (v_a − o_a)(v_b − o_b)`` over pairs for all model pairs, in float64 blocks."""
+    m, p = vectors.shape
+    total = np.zeros((m, m), dtype=np.float64)
+    for start in range(0, p, _PAIR_BLOCK):
+        block = vectors[:, start : start + _PAIR_BLOCK].astype(np.float64)
+        block -= offsets[:, None]
+        total += block @ block.T
+    return total
+
+
+def _correlation_from_products(products: np.ndarray) -> np.ndarray:
+    scale = np.sqrt(np.diag(products))
+    sim = products / np.outer(scale, scale)
+    np.fill_diagonal(sim, 1.0)
+    return np.clip(sim, -1.0, 1.0)
+
+
+def _tau_a(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall tau-a of two vectors, exactly as rsatoolbox defines it.
+
+    scipy's tau-b is ``(C − D) / sqrt((T − X)(T − Y))`` with ``X, Y`` the pairs tied in each
+    vector; the tie counts are exact integers, so ``C − D`` is recovered to float64 precision.
+    """
+    n = a.size
+    total = n * (n - 1) // 2
+    tau_b = scipy.stats.kendalltau(a, b).statistic
+    x_ties, y_ties = _tied_pairs(a), _tied_pairs(b)
+    if x_ties == total or y_ties == total:
+        return 0.0
+    return float(tau_b * np.sqrt(float(total - x_ties)) * np.sqrt(float(total - y_ties)) / total)
+
+
+def _tied_pairs(v: np.ndarray) -> int:
+    _, counts = np.unique(v, return_counts=True)
+    counts = counts.astype(np.int64)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _tau_a_matrix(vectors: np.ndarray, progress: Callable[[], None] | None = None) -> np.ndarray:
+    m = len(vectors)
+    sim = np.eye(m)
+    for a in range(m):
+        for b in range(a + 1, m):
+            sim[a, b] = sim[b, a] = _tau_a(vectors[a], vectors[b])
+            if progress is not None:
+                progress()
+    return sim
+
+
+#: compare method → per-model transform of a condensed RDM: (vector to keep, offset to subtract)
+def _keep_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
+    return _doubled_centered_ranks(v), 0.0
+
+
+def _keep_values(v: np.ndarray) -> tuple[np.ndarray, float]:
+    # float32 storage halves memory; rounding moves a Pearson r by ~1e-8
+    return v.astype(np.float32), float(v.mean())
+
+
+_TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {
+    "spearman": _keep_ranks,
+    "tau-a": _keep_ranks,  # ranks keep the order and the ties: tau-a on them equals tau-a on values
+    "pearson": _keep_values,
+}
+
+
+def _model_vector(x: np.ndarray, method: str, compare: str, model: str, images: np.ndarray) -> tuple[np.ndarray, float]:
+    return _TRANSFORMS[compare](_condensed_rdm(x, method, model, images))
+
+
+# --------------------------------------------------------------------------------------------
+# argument checks and labels
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str] | Mapping[str, str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
+
+
+def _pair_coords(images: np.ndarray) -> xr.Coordinates:
+    n = len(images)
+    codes_dtype = np.int16 if n < 2**15 else np.int32
+    i, j = np.triu_indices(n, 1)
+    index = pd.MultiIndex(
+        levels=[pd.Index(images, name="image_i"), pd.Index(images, name="image_j")],
+        codes=[i.astype(codes_dtype), j.astype(codes_dtype)],
+        names=["image_i", "image_j"],
+        verify_integrity=False,
+    )
+    return xr.Coordinates.from_pandas_multiindex(index, "pair")
+
+
+def _attrs(method: str, subset: str, n_images: int, **more: Any) -> dict[str, Any]:
+    return {"rdm_method": method, "subset": subset, "n_images": n_images, **more}
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def rdm(
+    features: xr.DataArray,
+    method: str = "correlation",
+    subset: Any = None,
+    *,
+    square: bool = False,
+) -> xr.DataArray:
+    """Representational dissimilarity matrix of each model, lazily.
+
+    Parameters
+    ----------
+    features : xarray.DataArray, dims (model, image, feature)
+        Features (lazy or in memory), float32.
+    method : {"correlation", "cosine", "euclidean"}
+        Dissimilarity between images (see :data:`RDM_METHODS`).
+    subset : optional
+        Images to use (see :func:`select_images`).
+    square : bool
+        Return the square matrices instead of the condensed upper triangles.
+
+    Returns
+    -------
+    xarray.DataArray, dims (model, pair) or (model, image, image_), float64
+        Dask-backed, one chunk per model. The condensed form's ``pair`` index is a MultiIndex of
+        ``image_i``, ``image_j`` (``i < j`` in image order, scipy ``squareform`` order), so
+        ``r.sel(image_i=a, image_j=b)`` works. Computing a model raises ``ValueError`` naming the
+        model and images if its features hold NaN or are constant (correlation) or zero (cosine).
+
+    Examples
+    --------
+    >>> from neurotask.datasets.synthetic import make_synthetic_features
+    >>> feats = make_synthetic_features(["normal", "jigsaw"], 20, n_features=16)
+    >>> r = rdm(feats)
+    >>> r.sizes["pair"], rdm(feats, square=True).sizes["image_"]
+    (190, 20)
+    """
+    _check_choice("method", method, RDM_METHODS)
+    features = validate_features(features)
+    features, description = select_images(features, subset)
+    images = np.asarray(features["image"].values).astype(str)
+    n, p = len(images), len(images) * (len(images) - 1) // 2
+    rows = []
+    for m, model in enumerate(map(str, features["model"].values)):
+        vector = dask.delayed(_condensed_rdm, pure=True)(features.data[m], method, model, images)
+        row = da.from_delayed(vector, shape=(p,), dtype=np.float64)
+        rows.append(row.map_blocks(ssd.squareform, checks=False, chunks=(n, n), new_axis=1) if square else row)
+    data = da.stack(rows)
+    attrs = _attrs(method, description, n, long_name=f"{method} dissimilarity", description=RDM_METHODS[method])
+    model_coords = {c: v for c, v in features.coords.items() if v.dims == ("model",)}
+    if square:
+        image_coords = {c: v for c, v in features.coords.items() if v.dims == ("image",)}
+        other = {f"{c}_" if c != "image" else "image_": (("image_",), v.values) for c, v in image_coords.items()}
+        return xr.DataArray(
+            data, dims=("model", "image", "image_"), coords={**model_coords, **image_coords, **other},
+            name="rdm", attrs=attrs,
+        )
+    coords = xr.Coordinates(model_coords).merge(_pair_coords(images)).coords
+    return xr.DataArray(data, dims=("model", "pair"), coords=coords, name="rdm", attrs=attrs)
+
+
+def _current_client(client: Any) -> Any:
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _similarity_array(values: np.ndarray, models: xr.DataArray, attrs: dict[str, Any]) -> xr.DataArray:
+    names = models.values
+    coords = {"model": names, "model_": ("model_", names)}
+    for name, coord in models.coords.items():
+        if name != "model":
+            coords[str(name)] = ("model", coord.values)
+    return xr.DataArray(values.astype(np.float64), dims=("model", "model_"), coords=coords, name="similarity", attrs=attrs)
+
+
+def _finish(vectors: np.ndarray, offsets: np.ndarray, compare: str, progress: Progress | None = None) -> np.ndarray:
+    if compare == "tau-a":
+        m = len(vectors)
+        task = progress.add_task("tau-a per model pair", total=m * (m - 1) // 2) if progress else None
+        return _tau_a_matrix(vectors, (lambda: progress.advance(task)) if progress else None)
+    return _correlation_from_products(_cross_products(vectors, offsets))
+
+
+def compare_rdms(rdms: xr.DataArray, compare: str = "spearman") -> xr.DataArray:
+    """Compare every pair of models' RDMs.
+
+    Parameters
+    ----------
+    rdms : xarray.DataArray, dims (model, pair)
+        Condensed RDMs, e.g. from :func:`rdm` (computed here, one model at a time).
+    compare : {"spearman", "pearson", "tau-a"}
+        See :data:`COMPARE_METHODS`.
+
+    Returns
+    -------
+    xarray.DataArray, dims (model, model_), float64
+        Computed. Equals rsatoolbox's ``compare(rdms, rdms, method)``.
+    """
+    _check_choice("compare", compare, COMPARE_METHODS)
+    if set(rdms.dims) != {"model", "pair"}:
+        raise ValueError(f"rdms must have dims ('model', 'pair') (condensed RDMs); got {rdms.dims}")
+    rdms = rdms.transpose("model", "pair")
+    transformed = [_TRANSFORMS[compare](np.asarray(rdms.isel(model=m).values, dtype=np.float64)) for m in range(rdms.sizes["model"])]
+    vectors = np.stack([v for v, _ in transformed])
+    offsets = np.array([o for _, o in transformed])
+    sim = _finish(vectors, offsets, compare)
+    n_images = rdms.attrs.get("n_images", int(round((1 + np.sqrt(1 + 8 * rdms.sizes["pair"])) / 2)))
+    attrs = {**rdms.attrs, "compare": compare, "n_images": n_images, "long_name": COMPARE_METHODS[compare]}
+    return _similarity_array(sim, rdms["model"], attrs)
+
+
+def model_similarity(
+    features: xr.DataArray,
+    subset: Any = None,
+    rdm_method: str = "correlation",
+    compare: str = "spearman",
+    *,
+    client: Any = None,
+    progress: bool = True,
+) -> xr.DataArray:
+    """Similarity between models' representational geometries (RSA), computed.
+
+    One model at a time (in parallel on the Dask client if one is given or current; otherwise
+    in this process with multithreaded BLAS), the condensed RDM is computed and reduced to one
+    4-byte vector per pair (ranks for Spearman and tau-a, the dissimilarity for Pearson); the
+    model × model products are then summed in float64. Peak memory is about
+    ``models × pairs × 4`` bytes plus one model's RDM work (~2 GB for 25 models × 4916 images).
+
+    Parameters
+    ----------
+    features : xarray.DataArray, dims (model, image, feature)
+        Features (lazy or in memory), float32.
+    subset : optional
+        Images to use (see :func:`select_images`), e.g. ``'source == "scene"'``.
+    rdm_method : {"correlation", "cosine", "euclidean"}
+        See :data:`RDM_METHODS`.
+    compare : {"spearman", "pearson", "tau-a"}
+        See :data:`COMPARE_METHODS`. tau-a costs one O(P log P) count per model pair.
+    client : distributed.Client, optional
+        Where to compute the models' RDMs; default the current client, else this process.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.DataArray, dims (model, model_), float64
+        With attrs ``rdm_method``, ``compare``, ``subset``, ``n_images``, ``n_pairs``.
+
+    Examples
+    --------
+    >>> from neurotask.datasets.synthetic import make_synthetic_features
+    >>> feats = make_synthetic_features(["normal", "depth_zbuffer", "jigsaw"], 60, n_features=32)
+    >>> sim = model_similarity(feats, progress=False)
+    >>> bool(sim.sel(model="normal", model_="depth_zbuffer") > sim.sel(model="normal", model_="jigsaw"))
+    True
+    """
+    _check_choice("rdm_method", rdm_method, RDM_METHODS)
+    _check_choice("compare", compare, COMPARE_METHODS)
+    features = validate_features(features)
+    features, description = select_images(features, subset)
+    images = np.asarray(features["image"].values).astype(str)
+    models = [str(m) for m in features["model"].values]
+    n, p = len(images), len(images) * (len(images) - 1) // 2
+    vectors = np.empty((len(models), p), dtype=np.float32 if compare == "pearson" else np.int32)
+    offsets = np.zeros(len(models))
+    client = _current_client(client)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"RDMs of {len(models)} models on {n} images", total=len(models))
+        for m, (vector, offset) in _model_vectors(features, images, rdm_method, compare, client):
+            vectors[m], offsets[m] = vector, offset
+            bar.advance(task)
+        sim = _finish(vectors, offsets, compare, bar)
+    attrs = _attrs(
+        rdm_method, description, n, compare=compare, n_pairs=p, long_name=f"{compare} similarity of {rdm_method} RDMs",
+        images_sha256=_ids_hash(images),
+    )
+    return _similarity_array(sim, features["model"], attrs)
+
+
+def _ids_hash(images: np.ndarray) -> str:
+    from neurotask.stores import sha256_array
+
+    return sha256_array(np.asarray(json.dumps(list(map(str, images))).encode()))
+
+
+def _model_vectors(features: xr.DataArray, images: np.ndarray, method: str, compare: str, client: Any):
+    """Yield ``(model index, (vector, offset))`` as models finish, holding one result at a time."""
+    models = [str(m) for m in features["model"].values]
+    if client is None:
+        for m, model in enumerate(models):
+            yield m, _model_vector(np.asarray(features.data[m]), method, compare, model, images)
+        return
+    from distributed import as_completed
+
+    futures = {}
+    for m, model in enumerate(models):
+        data = features.data[m]
+        if isinstance(data, da.Array):
+            [future] = client.compute([dask.delayed(_model_vector, pure=True)(data, method, compare, model, images)])
+        else:
+            future = client.submit(_model_vector, client.scatter(np.asarray(data)), method, compare, model, images, pure=False)
+        futures[future] = m
+    for future in as_completed(futures):
+        yield futures.pop(future), future.result()
+        future.release()
+
+
+class Tree(NamedTuple):
+    """A hierarchical clustering of models.
+
+    Attributes
+    ----------
+    matrix : numpy.ndarray of shape (n_models - 1, 4)
+        scipy linkage matrix.
+    order : numpy.ndarray of shape (n_models,)
+        Leaf order (indices into ``labels``), as the dendrogram draws it.
+    labels : list of str
+        Model names, in the similarity matrix's order.
+    method : str
+        Linkage method.
+    """
+
+    matrix: np.ndarray
+    order: np.ndarray
+    labels: list[str]
+    method: str
+
+    @property
+    def leaves(self) -> list[str]:
+        """Model names in leaf order."""
+        return [self.labels[i] for i in self.order]
+
+    def clusters(self, n_clusters: int) -> xr.DataArray:
+        """Cut the tree into ``n_clusters`` groups; returns a group number (1…) per model."""
+        if not 1 <= n_clusters <= len(self.labels):
+            raise ValueError(f"n_clusters must be in 1..{len(self.labels)}; got {n_clusters}")
+        groups = sch.fcluster(self.matrix, n_clusters, criterion="maxclust")
+        return xr.DataArray(groups, dims="model", coords={"model": self.labels}, name="cluster")
+
+
+def linkage(similarity: xr.DataArray, method: str = "average") -> Tree:
+    """Hierarchical clustering of models on ``1 − similarity`` (scipy).
+
+    Parameters
+    ----------
+    similarity : xarray.DataArray, dims (model, model_)
+        A symmetric similarity, e.g. from :func:`model_similarity` or the brain-derived one.
+    method : {"average", "complete", "single", "weighted"}
+        Linkage method (average = UPGMA, as in Taskonomy and Neural Taskonomy).
+
+    Returns
+    -------
+    Tree
+        ``matrix`` (scipy linkage), ``order`` (leaf order), ``labels``, ``method``.
+
+    Examples
+    --------
+    >>> sim = xr.DataArray([[1, .9, .1], [.9, 1, .2], [.1, .2, 1]], dims=("model", "model_"),
+    ...                    coords={"model": ["a", "b", "c"], "model_": ["a", "b", "c"]})
+    >>> linkage(sim).clusters(2).values.tolist()
+    [1, 1, 2]
+    """
+    _check_choice("method", method, LINKAGE_METHODS)
+    if set(similarity.dims) != {"model", "model_"}:
+        raise ValueError(f"similarity must have dims ('model', 'model_'); got {similarity.dims}")
+    values = np.asarray(similarity.transpose("model", "model_").values, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or not np.allclose(values, values.T, atol=1e-10):
+        raise ValueError("similarity must be finite and symmetric (model × model)")
+    distance = np.clip(1.0 - values, 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    matrix = sch.linkage(ssd.squareform(distance, checks=False), method=method)
+    return Tree(matrix, sch.leaves_list(matrix), [str(m) for m in similarity["model"].values], method)
