@@ -162,10 +162,8 @@ def _allowed_keys(section: str) -> set[str]:
 def _models_known() -> tuple[set[str], Callable[[str], str]]:
     from neurotask.features import registry
 
-    resolve = getattr(registry, "resolve", None) or getattr(registry, "canonical", None)
-    if resolve is None:
-        return set(registry.TASKS), lambda name: name
-    return set(registry.TASKS), resolve
+    resolve = getattr(registry, "resolve_task", None)
+    return set(registry.TASKS), (resolve if resolve is not None else str)
 
 
 def validate(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
