@@ -393,10 +393,17 @@ def _bids(
         events = Path(str(path).split("_bold.nii")[0] + "_events.tsv")
         with events.open(newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        zooms = nib.load(path).header.get_zooms()
+        img = nib.load(path)
+        zooms = img.header.get_zooms()
         seconds = repetition_time or (float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 2.0)
         used_tr.append(seconds)
         volumes = [int(round(float(r["onset"]) / seconds)) + k - 1 for r in rows for k in offsets]
+        n_volumes = int(img.shape[3]) if len(img.shape) > 3 else 1
+        if volumes and max(volumes) >= n_volumes:
+            raise ValueError(
+                f"{path.name} has {n_volumes} volumes, but tr={tr!r} after its last onset needs volume "
+                f"{max(volumes)}; choose earlier TRs"
+            )
         stimuli += [r["ImgName"].strip().removeprefix("rep_") for r in rows]
         by_session.setdefault(int(_SESSION.search(path.name).group(1)), []).append(
             (path, int(_RUN.search(path.name).group(1)), volumes)
@@ -408,9 +415,10 @@ def _bids(
         sessions.append(
             Session(number, run_labels, partial(_read_bids_session, pieces, len(offsets)), tuple(p for p, _, _ in pieces))
         )
+    mask = root / "derivatives" / "GLMsingle" / subject / f"{subject}_brainmask.nii.gz"
     return Layout(
         release="bids", subject=subject, stimuli=stimuli, sessions=sessions, grid=grid,
-        details={"tr": list(offsets), "repetition_time": sorted(set(used_tr))},
+        mask_file=mask if mask.exists() else None, details={"tr": list(offsets), "repetition_time": sorted(set(used_tr))},
     )
 
 

@@ -87,6 +87,8 @@ def _candidates(layout: Layout, mask: object, resample_mask: bool) -> tuple[dict
         first = layout.sessions[0].files[0]
         volume, source = derive_mask(mean_abs_volume(first), grid), f"derived:compute_epi_mask({first.name})"
         logger.info("no brain mask given or found: derived one from %s (%d voxels)", first.name, volume.sum())
+    if not volume.any():
+        raise ValueError(f"the brain mask ({source}) holds no voxel; pass a mask= that covers the brain")
     ijk = np.nonzero(volume)
     rois = {name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}") for name, path in layout.roi_files.items()}
     labels = roi_labels(rois, ijk)[0] if rois else None

@@ -1,0 +1,84 @@
+"""Release-1 ROI files and BIDS runs on tiny trees whose every value is known."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import AFFINE, TPR, trial_names, write_bids, write_release1
+
+import neurotask as nt
+from neurotask.fmri.bold5000 import ROIS
+
+
+@pytest.mark.parametrize(("tr", "files"), [((3, 4), ("TR3", "TR4")), (34, ("TR34",)), (2, ("TR2",))])
+def test_release1_values_rois_and_tr_choice(tmp_path, tr, files):
+    truth = write_release1(tmp_path / "t")
+    resp = nt.load_bold5000(
+        tmp_path / "t", "CSI2", release=1, tr=tr, store=tmp_path / "r.zarr", normalize="none",
+        session_trials=[TPR, TPR], progress=False,
+    )
+    expected = np.concatenate(
+        [np.mean([truth["data"][f][roi] for f in files], axis=0) for roi in ROIS], axis=1
+    )
+    # the .mat holds float64; the store float32
+    np.testing.assert_allclose(resp.values, expected, rtol=1e-6, atol=1e-6)
+    assert resp["roi"].values.tolist() == [roi for roi in ROIS for _ in range(truth["sizes"][roi])]
+    assert (resp["i"] == -1).all() and (resp["j"] == -1).all() and (resp["k"] == -1).all()
+    assert json.loads(resp.attrs["tr"]) == list(files)
+    # rep_ stripped from the image ids, repeats labeled instead
+    assert resp["image"].values.tolist() == [n.rsplit(".", 1)[0] for n in truth["names"]]
+    names = truth["names"]
+    np.testing.assert_array_equal(resp["repeat"], [names.count(n) > 1 for n in names])
+    np.testing.assert_array_equal(resp["session"], [1] * TPR + [2] * TPR)
+    assert json.loads(resp.attrs["dropped_voxels"])["outside_mask"] == 0
+
+
+def test_release1_without_session_boundaries_is_one_session(tmp_path):
+    write_release1(tmp_path / "t")
+    resp = nt.load_bold5000(tmp_path / "t", "CSI2", release=1, store=tmp_path / "r.zarr", progress=False)
+    assert (resp["session"] == 1).all() and resp.attrs["session_boundaries"] == "none"
+    np.testing.assert_array_equal(resp["run"], [1] * TPR + [2] * TPR)
+
+
+def test_bids_trials_average_chosen_trs_and_skip_localizer(tmp_path):
+    truth = write_bids(tmp_path / "t")
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 3, 2), np.uint8), AFFINE), mask)
+    resp = nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "r.zarr", mask=mask,
+                            normalize="none", progress=False)
+    rows = []
+    for (ses, run), (values, onsets) in sorted(truth["runs"].items()):
+        for onset in onsets:
+            start = int(onset / 2.0)
+            rows.append(values[..., [start + 2, start + 3]].mean(axis=-1).reshape(-1, order="C"))
+    expected = np.array(rows)  # every voxel is finite and variable: all are kept, in C order
+    np.testing.assert_allclose(resp.values, expected, rtol=1e-6, atol=1e-6)
+    assert resp.sizes["trial"] == 16  # two localizer runs skipped
+    np.testing.assert_array_equal(resp["session"], [1] * 8 + [2] * 8)
+    np.testing.assert_array_equal(resp["run"], ([1] * 4 + [2] * 4) * 2)
+    assert resp["image"].values[12] == "img110" and resp["repeat"].values[[0, 12]].all()
+    assert json.loads(resp.attrs["tr"]) == [3, 4]
+
+
+@pytest.mark.filterwarnings("ignore:Computed an empty mask")
+def test_bids_tr_out_of_range_is_an_error(tmp_path):
+    write_bids(tmp_path / "t")
+    with pytest.raises(ValueError, match="volumes"):
+        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", tr=(15,), store=tmp_path / "r.zarr", progress=False)
+    with pytest.raises(ValueError, match="holds no voxel"):  # a derived mask on a 4x3x2 grid erodes away
+        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "r2.zarr", progress=False)
+
+
+def test_unknown_release_and_subject(tmp_path):
+    with pytest.raises(ValueError, match="release"):
+        nt.load_bold5000(tmp_path, "CSI1", release=3, store=tmp_path / "r.zarr")
+    with pytest.raises(ValueError, match="subject"):
+        nt.load_bold5000(tmp_path, "CSI7", store=tmp_path / "r.zarr")
+
+
+def test_trial_names_helper_has_repeats():
+    names = trial_names(74)
+    assert len(set(names)) < len(names)
