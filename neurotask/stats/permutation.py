@@ -282,7 +282,13 @@ def _shuffle_test_null(
 
 def _refit_parameters(results: xr.Dataset) -> bool:
     parameters = json.loads(results.attrs.get("parameters", "{}") or "{}")
-    return bool(parameters.get("standardize", results.attrs.get("standardize", False)))
+    return bool(results.attrs.get("standardize", parameters.get("standardize", False)))
+
+
+def _design(features: xr.DataArray, model: str, images: np.ndarray) -> np.ndarray:
+    """A model's (trial, feature) design; a joint model "a+b" concatenates its spaces (as fit does)."""
+    spaces = [features.sel(model=space).sel(image=images).transpose("image", "feature").values for space in model.split("+")]
+    return np.concatenate(spaces, axis=1) if len(spaces) > 1 else np.asarray(spaces[0])
 
 
 def _refit_test_null(
@@ -299,10 +305,10 @@ def _refit_test_null(
     images = responses["image"].values
     nulls, observeds = [], []
     for model in results["model"].values:
-        design = np.asarray(features.sel(model=model).sel(image=images).transpose("image", "feature").values)
+        design = _design(features, str(model), images)
         alpha = np.asarray(results["alpha"].sel(model=model).values, dtype=np.float64)
         alphas, alpha_index = np.unique(alpha, return_inverse=True)
-        hats = da.from_array(_hat_matrices(design[~is_test], design[is_test], alphas, standardize))
+        hats = da.from_array(_hat_matrices(design[~is_test], design[is_test], alphas, standardize or "+" in str(model)))
         index = da.from_array(alpha_index.astype(np.intp), chunks=(voxel_chunk,))
         kernel = lambda pm, h, i, ytr, yte: _refit_null(pm, h, i, ytr, yte, statistic)  # noqa: E731
         args = (hats, "ats", index, "v", y_train, "sv", y_test, "tv")

@@ -1,0 +1,254 @@
+"""Variance partitioning and transfer between pairs of feature spaces (DESIGN §3).
+
+For a pair (A, B), each R² from its own test-set fit::
+
+    unique_a = r2_ab − r2_b           unique_b = r2_ab − r2_a
+    shared   = r2_a + r2_b − r2_ab    relative_unique_a = unique_a / r2_ab
+    transfer_a_to_b = shared / r2_b   (the fraction of B's explained variance that A also explains)
+    transfer_b_to_a = shared / r2_a
+
+``A∪B`` is the joint model ``(a, b)`` of :func:`neurotask.encoding.fit`, named ``"a+b"``: the two
+spaces concatenated, every feature standardized with training statistics. The single models are
+fitted standardized too (``standardize=True``) unless ``results`` supplies them. With
+``banded=True`` the joint fit has a separate alpha per space: himalaya's ``BandedRidgeCV`` searches
+a grid of space weightings ``(w, 1 − w)`` (equivalently, ratios α_A/α_B in ``10^[-2, 2]``) × the
+alpha grid, by K-fold CV grouped by session on the training set, per voxel (its CV score is the
+validation MSE summed over folds, which ranks candidates like the mean validation R² up to fold
+weighting).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from neurotask.stores import validate_features, validate_responses
+
+__all__ = ["variance_partition", "ceiling_normalized", "PARTITION_VARIABLES"]
+
+#: Per-voxel outputs (pair, voxel), in order.
+PARTITION_VARIABLES = (
+    "r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared",
+    "relative_unique_a", "relative_unique_b", "transfer_a_to_b", "transfer_b_to_a",
+)
+_ADDITIVE = ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")
+_DEFAULT_ALPHAS = np.logspace(-2, 7, 19)
+_BANDED_RATIOS = np.logspace(-2, 2, 9)  # alpha_A / alpha_B grid of the banded search
+
+
+def _ratio(numerator, denominator):
+    """numerator / denominator where the denominator is positive, else NaN."""
+    return (numerator / denominator).where(denominator > 0)
+
+
+def _partition(r2_a: xr.DataArray, r2_b: xr.DataArray, r2_ab: xr.DataArray) -> dict[str, xr.DataArray]:
+    """The DESIGN §3 quantities from the three R² arrays (float64, so the identities hold to 1e-15)."""
+    r2_a, r2_b, r2_ab = (x.astype(np.float64) for x in (r2_a, r2_b, r2_ab))
+    unique_a = r2_ab - r2_b
+    unique_b = r2_ab - r2_a
+    shared = r2_a + r2_b - r2_ab
+    return {
+        "r2_a": r2_a, "r2_b": r2_b, "r2_ab": r2_ab,
+        "unique_a": unique_a, "unique_b": unique_b, "shared": shared,
+        "relative_unique_a": _ratio(unique_a, r2_ab), "relative_unique_b": _ratio(unique_b, r2_ab),
+        "transfer_a_to_b": _ratio(shared, r2_b), "transfer_b_to_a": _ratio(shared, r2_a),
+    }
+
+
+def ceiling_normalized(values: xr.DataArray | xr.Dataset, ceiling: xr.DataArray) -> xr.DataArray | xr.Dataset:
+    """Scores as a fraction of the noise ceiling (voxels with a non-positive ceiling → NaN).
+
+    Parameters
+    ----------
+    values : xarray.DataArray or Dataset with a ``voxel`` dim
+        R²-like scores (explained-variance fractions).
+    ceiling : xarray.DataArray, dims (voxel)
+        The explainable-variance fraction per voxel, e.g. ``nt.fmri.noise_ceiling(responses)``.
+    """
+    if ceiling.dims != ("voxel",):
+        raise ValueError(f"ceiling must have dims ('voxel',); got {ceiling.dims}. Pass nt.fmri.noise_ceiling(responses).")
+    return values / ceiling.where(ceiling > 0)
+
+
+def _resolve_pairs(pairs, models: Sequence[str]) -> list[tuple[str, str]]:
+    if isinstance(pairs, str):
+        if pairs != "all":
+            raise ValueError(f"pairs must be 'all' or a list of (model_a, model_b) tuples; got {pairs!r}")
+        return list(itertools.combinations(models, 2))
+    resolved = [tuple(map(str, p)) for p in pairs]
+    for pair in resolved:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ValueError(f"each pair must name two different models; got {pair!r}")
+        unknown = [m for m in pair if m not in models]
+        if unknown:
+            raise ValueError(f"pair {pair} names models {unknown} that are not in features (models: {list(models)})")
+    if not resolved:
+        raise ValueError("pairs is empty; pass at least one (model_a, model_b) pair or 'all'")
+    return resolved
+
+
+def _split_kwargs(results: xr.Dataset | None, fit_kwargs: dict) -> dict:
+    """Use the single-model fits' test split for the joint fits unless one was given."""
+    if results is None or "test_sessions" in fit_kwargs or "test_fraction" in fit_kwargs:
+        return fit_kwargs
+    split = json.loads(results.attrs.get("split", "{}") or "{}")
+    return {**fit_kwargs, **{k: split[k] for k in ("test_sessions", "test_fraction") if split.get(k) is not None}}
+
+
+def _standardized_designs(
+    features: xr.DataArray, spaces: Sequence[str], images: np.ndarray, is_test: np.ndarray
+) -> list[np.ndarray]:
+    """Each space's (trial, feature) design, standardized with training statistics (as fit does)."""
+    designs = []
+    for space in spaces:
+        x = np.asarray(features.sel(model=space).sel(image=images).transpose("image", "feature").values, np.float64)
+        mean, std = x[~is_test].mean(0), x[~is_test].std(0)
+        designs.append(((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32))
+    return designs
+
+
+def _banded_r2(
+    designs: list[np.ndarray], y: np.ndarray, is_test: np.ndarray, sessions: np.ndarray, alphas: np.ndarray, cv: int,
+) -> np.ndarray:
+    """Test R² per voxel of a banded ridge (one alpha per space) chosen by session-grouped K-fold CV."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import BandedRidgeCV
+    from sklearn.model_selection import GroupKFold
+
+    set_backend("numpy", on_error="warn")
+    weights = _BANDED_RATIOS / (1 + _BANDED_RATIOS)
+    grid = np.stack([weights, 1 - weights], axis=1)  # (w_A, w_B): alpha_A / alpha_B = w_B / w_A
+    train = ~is_test
+    folds = list(GroupKFold(n_splits=cv).split(designs[0][train], groups=sessions[train]))
+    model = BandedRidgeCV(
+        groups="input", fit_intercept=True, cv=folds,
+        solver_params={"n_iter": grid, "alphas": alphas, "progress_bar": False},
+    )
+    model.fit([d[train] for d in designs], y[train].astype(np.float32))
+    prediction = np.asarray(model.predict([d[is_test] for d in designs]), dtype=np.float64)
+    observed = y[is_test].astype(np.float64)
+    ss_tot = ((observed - observed.mean(0)) ** 2).sum(0)
+    return (1 - ((observed - prediction) ** 2).sum(0) / ss_tot).astype(np.float32)
+
+
+def _banded_fits(
+    features: xr.DataArray, responses: xr.DataArray, pairs: list[tuple[str, str]], is_test: np.ndarray, alphas, cv: int
+) -> xr.DataArray:
+    images, sessions = responses["image"].values, responses["session"].values
+    y = responses.data if isinstance(responses.data, da.Array) else da.from_array(responses.values, chunks=(-1, 4096))
+    y = y.rechunk({0: -1})
+    alphas = np.asarray(_DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
+    r2 = []
+    for pair in pairs:
+        designs = _standardized_designs(features, pair, images, is_test)
+        kernel = lambda block, designs=designs: _banded_r2(designs, block, is_test, sessions, alphas, cv)[None]  # noqa: E731
+        r2.append(da.map_blocks(kernel, y, chunks=(1, y.chunks[1]), dtype=np.float32))
+    names = [f"{a}+{b}" for a, b in pairs]
+    return xr.DataArray(da.concatenate(r2, axis=0), dims=("model", "voxel"), coords={"model": names})
+
+
+def variance_partition(
+    features: xr.DataArray,
+    responses: xr.DataArray,
+    pairs: Sequence[tuple[str, str]] | str = "all",
+    *,
+    results: xr.Dataset | None = None,
+    banded: bool = False,
+    standardize: bool = True,
+    ceiling: xr.DataArray | None = None,
+    alphas: Sequence[float] | None = None,
+    cv: int = 5,
+    client=None,
+    **fit_kwargs,
+) -> xr.Dataset:
+    """Unique and shared variance and transfer for pairs of feature spaces, per voxel and on average.
+
+    Fits each pair's joint model ``"a+b"`` (and the single models, unless ``results`` holds them)
+    with :func:`neurotask.encoding.fit`, then applies the DESIGN §3 definitions (module docstring).
+
+    Parameters
+    ----------
+    features : xarray.DataArray, dims (model, image, feature)
+        Features of the models named in ``pairs``.
+    responses : xarray.DataArray, dims (trial, voxel)
+        Responses (lazy is fine).
+    pairs : sequence of (str, str) or "all"
+        Model pairs (A, B); "all" = every unordered pair of ``features``' models.
+    results : xarray.Dataset, optional
+        Single-model fits to reuse (``r2 (model, voxel)``); their test split is used for the joint
+        fits. Without it the single models are fitted on their standardized spaces (the same
+        preprocessing as inside the joint model).
+    banded : bool
+        Fit the joint model with a separate alpha per space (himalaya ``BandedRidgeCV``).
+    standardize : bool
+        Standardize the single models' features when fitting them (the joint model always is).
+    ceiling : xarray.DataArray, dims (voxel), optional
+        Noise ceiling (e.g. ``nt.fmri.noise_ceiling(responses)``): adds ``<variable>_normalized``
+        for the additive variables (R², unique, shared as fractions of the ceiling).
+    alphas : sequence of float, optional
+        Alpha grid (default ``logspace(-2, 7, 19)``).
+    cv : int
+        K of the session-grouped K-fold CV choosing alphas.
+    client : distributed.Client, optional
+        Passed to the fits.
+    **fit_kwargs
+        Further arguments of :func:`neurotask.encoding.fit` (``test_sessions``, ``test_fraction``…).
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables of :data:`PARTITION_VARIABLES` with dims (pair, voxel) (``pair`` coord ``"a+b"``,
+        ``model_a``/``model_b`` on pair, voxel coords from ``responses``), and ``<variable>_mean``
+        (pair): means over voxels of the additive variables; the ratio means are ratios of the
+        means (``transfer_a_to_b_mean = shared_mean / r2_b_mean``), so the identities also hold
+        for the means. Voxelwise ratios are NaN where the denominator is ≤ 0. Lazy when the fits are.
+
+    Examples
+    --------
+    >>> vp = nt.stats.variance_partition(feats, resp, pairs=[("autoencoding", "depth_euclidean")])  # doctest: +SKIP
+    >>> float(vp.transfer_a_to_b_mean[0])                                                            # doctest: +SKIP
+    """
+    from neurotask import encoding
+
+    features = validate_features(features)
+    responses = validate_responses(responses)
+    models = [str(m) for m in features["model"].values]
+    pairs = _resolve_pairs(pairs, models)
+    needed = list(dict.fromkeys(m for pair in pairs for m in pair))
+    fit_kwargs = {"alphas": alphas, "cv": cv, "client": client, **_split_kwargs(results, fit_kwargs)}
+    if results is not None and set(needed) <= {str(m) for m in results["model"].values}:
+        singles = results
+    else:
+        singles = encoding.fit(features, responses, needed, standardize=standardize, **fit_kwargs)
+    if banded:
+        r2_joint = _banded_fits(features, responses, pairs, np.asarray(singles["is_test"].values, bool), alphas, cv)
+    else:
+        r2_joint = encoding.fit(features, responses, pairs, **fit_kwargs)["r2"]
+    names = [f"{a}+{b}" for a, b in pairs]
+    pair_coords = {"pair": names, "model_a": ("pair", [a for a, _ in pairs]), "model_b": ("pair", [b for _, b in pairs])}
+
+    def by_pair(r2: xr.DataArray, which: list[str]) -> xr.DataArray:
+        picked = r2.sel(model=which).drop_vars([c for c in r2.coords if c != "voxel" and "voxel" not in r2[c].dims])
+        return picked.rename(model="pair").assign_coords(pair_coords).transpose("pair", "voxel")
+
+    parts = _partition(
+        by_pair(singles["r2"], [a for a, _ in pairs]),
+        by_pair(singles["r2"], [b for _, b in pairs]),
+        by_pair(r2_joint, names),
+    )
+    out = xr.Dataset(parts)
+    voxel_coords = {name: c for name, c in responses.coords.items() if c.dims == ("voxel",)}
+    out = out.drop_vars([c for c in out.coords if c not in ("pair", "model_a", "model_b")]).assign_coords(voxel_coords)
+    means = _partition(*(out[v].mean("voxel") for v in ("r2_a", "r2_b", "r2_ab")))
+    for name in PARTITION_VARIABLES:
+        out[f"{name}_mean"] = means[name]
+    if ceiling is not None:
+        for name in _ADDITIVE:
+            out[f"{name}_normalized"] = ceiling_normalized(out[name], ceiling.drop_vars(list(ceiling.coords)))
+    out.attrs = {"method": "banded ridge" if banded else "ridge", "definitions": "DESIGN §3 variance partitioning"}
+    return out
