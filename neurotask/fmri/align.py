@@ -53,7 +53,7 @@ def align(features: xr.DataArray, responses: xr.DataArray) -> xr.DataArray:
         missing = pd.unique(images[index < 0])
         raise ValueError(
             f"{missing.size} image ids of the responses' trials are missing from features "
-            f"({int((index < 0).sum())} trials), e.g. {list(missing[:5])}. Extract features for these "
+            f"({int((index < 0).sum())} trials), e.g. {[str(m) for m in missing[:5]]}. Extract features for these "
             f"images, or select the trials whose images have features."
         )
     design = features.isel(image=xr.DataArray(index, dims="trial")).drop_vars(["image", "source"], errors="ignore")

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 import xarray as xr
 
 from neurotask.stores import validate_responses
@@ -25,7 +26,7 @@ def split_half_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     -------
     trials : array of int, shape (n_repeat_trials,)
         The trials of repeated images (shown at least twice).
-    odd, even : array of float, shape (n_repeated_images, n_repeat_trials)
+    odd, even : scipy.sparse.csr_array, shape (n_repeated_images, n_repeat_trials)
         Row ``m`` averages image ``m``'s 1st, 3rd, … (odd) or 2nd, 4th, … (even) presentations.
     repeated : list of str
         The repeated image ids, in first-presentation order.
@@ -36,12 +37,16 @@ def split_half_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     repeated = [image for image, trials in shown.items() if len(trials) > 1]
     trials = np.array(sorted(t for image in repeated for t in shown[image]), dtype=np.int64)
     column = {t: c for c, t in enumerate(trials)}
-    odd = np.zeros((len(repeated), trials.size))
-    even = np.zeros((len(repeated), trials.size))
-    for row, image in enumerate(repeated):
-        first, second = shown[image][0::2], shown[image][1::2]
-        odd[row, [column[t] for t in first]] = 1.0 / len(first)
-        even[row, [column[t] for t in second]] = 1.0 / len(second)
+    halves = []
+    for part in (slice(0, None, 2), slice(1, None, 2)):
+        rows, cols, weights = [], [], []
+        for row, image in enumerate(repeated):
+            chosen = shown[image][part]
+            rows += [row] * len(chosen)
+            cols += [column[t] for t in chosen]
+            weights += [1.0 / len(chosen)] * len(chosen)
+        halves.append(scipy.sparse.csr_array((weights, (rows, cols)), shape=(len(repeated), trials.size)))
+    odd, even = halves
     return trials, odd, even, repeated
 
 
