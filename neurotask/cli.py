@@ -58,6 +58,70 @@ def cluster_client(
 
 
 # --------------------------------------------------------------------------------------------
+# synthetic data (datasets area)
+
+from pathlib import Path  # noqa: E402
+
+@app.command()
+def synth(
+    root: Annotated[Path, typer.Argument(help="Directory to write the synthetic BOLD5000 tree into.")],
+    subject: Annotated[str, typer.Option(help="CSI1, CSI2, CSI3 or CSI4.")] = "CSI1",
+    sessions: Annotated[
+        Optional[int], typer.Option(min=1, help="Sessions to write (default 3; all with --full).")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Real size: the subject's volume grid and all sessions.")] = False,
+    release: Annotated[str, typer.Option(help="Layout: 2 (GLMsingle betas), 1 (ROI .mat files) or bids.")] = "2",
+    images: Annotated[
+        Optional[int], typer.Option(min=1, help="Stimuli to draw (default: every image of the written trials).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same tree.")] = 0,
+    models: Annotated[
+        Optional[str], typer.Option(help="Comma-separated driver models (default: the 25 Taskonomy tasks).")
+    ] = None,
+    n_features: Annotated[int, typer.Option(min=1, help="Features per model of the synthetic features.")] = 256,
+    features: Annotated[
+        Optional[Path], typer.Option(help="A features store to plant responses from, instead of synthetic features.")
+    ] = None,
+    stimuli: Annotated[bool, typer.Option(help="Also write the stimulus images.")] = True,
+) -> None:
+    """Write a synthetic BOLD5000 subject (stimuli, responses planted from features, ground truth)."""
+    import json
+
+    from rich.console import Console
+
+    from neurotask.datasets import groundtruth_path, write_synthetic_dataset
+
+    given = None
+    if features is not None:
+        from neurotask.stores import open_features
+
+        given = open_features(features)
+    model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if release not in ("1", "2", "bids"):
+        raise typer.BadParameter(f"--release must be 2, 1 or bids; got {release!r}")
+    try:
+        truth = write_synthetic_dataset(
+            root, subject, n_sessions=sessions, full=full, release=release, n_images=images, seed=seed,
+            models=model_list, n_features=n_features, features=given, stimuli=stimuli, progress=True,
+        )  # fmt: skip
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    console = Console()
+    drivers = truth.driver.values
+    console.print(
+        f"[bold]{root}[/bold]: {subject} release {release}, {truth.attrs['n_trials']} trials in "
+        f"{truth.attrs['n_sessions']} sessions, volume {tuple(json.loads(truth.attrs['volume_shape']))}, "
+        f"{truth.attrs['n_stimuli']} stimuli"
+    )
+    console.print(
+        f"{truth.sizes['voxel']} brain voxels: {(drivers != '').sum()} driven by {len(set(drivers) - {''})} models "
+        f"(true R² {truth.true_r2.values[drivers != ''].min():.2f}–{truth.true_r2.values.max():.2f}), "
+        f"{(truth.defect.values != '').sum()} defective"
+    )
+    console.print(f"ground truth: {groundtruth_path(root, subject, release)}")
+
+
+# --------------------------------------------------------------------------------------------
 # pipeline: demo, run, report
 
 from pathlib import Path  # noqa: E402
@@ -132,3 +196,45 @@ def _print_summary(summary: Any) -> None:
     Console().print(table)
     if summary.report is not None:
         typer.echo(f"report: {summary.report}")
+
+
+# --------------------------------------------------------------------------------------------
+# fMRI ingestion (fmri area)
+
+
+@app.command()
+def ingest(
+    root: Annotated[Path, typer.Argument(help="BOLD5000 root folder (derivatives/, ROIs/ or sub-CSIx/).")],
+    out: Annotated[Path, typer.Option("--out", help="Responses store to write, e.g. sub-CSI1.zarr.")],
+    subject: Annotated[str, typer.Option("--subject", help="CSI1, CSI2, CSI3 or CSI4.")] = "CSI1",
+    release: Annotated[str, typer.Option("--release", help="2 (GLMsingle betas), 1 (ROI files) or bids.")] = "2",
+    normalize: Annotated[str, typer.Option("--normalize", help="z-score within session, run, or none.")] = "session",
+    betas: Annotated[str, typer.Option("--betas", help="GLMsingle betas: TYPEA, TYPEB, TYPEC or TYPED.")] = "TYPED",
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Brain mask (default: the tree's).")] = None,
+    resample_mask: Annotated[
+        bool, typer.Option("--resample-mask", help="Resample a mask on another grid to the betas' grid.")
+    ] = False,
+    tr: Annotated[str, typer.Option("--tr", help="TRs after onset (releases 1, bids): '3,4', '34' or '3'.")] = "3,4",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store written with other options.")] = False,
+) -> None:
+    """Ingest one BOLD5000 subject into a (trial x voxel) responses store, streaming and resumable."""
+    import json
+    import logging
+
+    from neurotask.fmri import load_bold5000
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    trs = tuple(int(t) for t in tr.split(",")) if "," in tr else int(tr)
+    try:
+        resp = load_bold5000(
+            root, subject, release, store=out, mask=mask, normalize=normalize, betas=betas, tr=trs,
+            resample_mask=resample_mask, overwrite=overwrite,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    dropped = json.loads(resp.attrs["dropped_voxels"])
+    typer.echo(
+        f"{out}: {resp.sizes['trial']} trials x {resp.sizes['voxel']} voxels "
+        f"({int(resp['session'].max())} sessions, normalize={resp.attrs['normalization']}); dropped {dropped}"
+    )

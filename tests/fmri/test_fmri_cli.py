@@ -1,0 +1,27 @@
+"""The ``neurotask ingest`` command."""
+
+from __future__ import annotations
+
+from conftest import write_release2
+from typer.testing import CliRunner
+
+import neurotask as nt
+from neurotask.cli import app
+
+
+def test_ingest_command_writes_the_store(tmp_path):
+    tree = write_release2(tmp_path / "t")
+    out = tmp_path / "sub-CSI1.zarr"
+    result = CliRunner().invoke(
+        app, ["ingest", str(tree.root), "--subject", "CSI1", "--release", "2", "--out", str(out), "--normalize", "run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "111 trials x" in result.output and "constant_in_run" in result.output
+    resp = nt.open_responses(out)
+    assert resp.attrs["normalization"] == "run" and resp.sizes["trial"] == 111
+
+
+def test_ingest_command_reports_bad_options(tmp_path):
+    tree = write_release2(tmp_path / "t")
+    result = CliRunner().invoke(app, ["ingest", str(tree.root), "--out", str(tmp_path / "x.zarr"), "--betas", "TYPEQ"])
+    assert result.exit_code == 2 and "unknown betas" in result.output
