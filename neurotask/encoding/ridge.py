@@ -1,0 +1,399 @@
+"""Numpy kernels of voxelwise ridge regression: decompositions, alpha selection, refit.
+
+Nothing here knows about xarray or Dask. The work is split in two so that orchestration can
+share the expensive part:
+
+1. :func:`make_ridge_factors` — per model, once: center (optionally scale) the features with
+   training statistics, eigendecompose the k×k Gram matrix of the training set and of each
+   cross-validation fold's training part, and project the validation/test features on the
+   eigenvectors. Cost independent of the number of voxels.
+2. :func:`fit_ridge_chunk` — per voxel chunk: only GEMMs against those factors. With
+   ``G = Xᵀ X = V diag(s) Vᵀ`` (fold-centered), the validation predictions for ``alpha`` are
+   ``(X_val V) diag(1 / (s + alpha)) (Vᵀ Xᵀ Y)``: the right factor is computed once per fold and
+   chunk, then each alpha costs one (n_val × k)·(k × voxels) GEMM.
+
+Fold training cross-products come from per-fold validation products: with ``C_f = X_fᵀ Y_f``
+over fold f's rows, the whole training set's ``Xᵀ Y = Σ_f C_f`` and fold f's training part is
+``Xᵀ Y − C_f`` (then corrected for the fold's own means), so every training row enters one GEMM.
+Features and targets are first centered with the whole training set's means, which keeps
+these float32 differences well conditioned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from neurotask.encoding.scoring import pearson_r, r2_score
+
+__all__ = [
+    "RIDGE_SOLVERS",
+    "FoldFactors",
+    "RidgeFactors",
+    "make_ridge_factors",
+    "solve_ridge_cv_eigh",
+    "solve_ridge_gcv_eigh",
+    "fit_ridge_chunk",
+    "predict_ridge",
+    "ridge_coefficients",
+    "ridge_flops",
+]
+
+#: Scores that differ by less than this slope per log(alpha) count as tied; the larger alpha wins
+#: (the same rule as himalaya's ``_select_best_alphas``).
+_TIE_SLOPE = 1e-10
+
+
+@dataclass(frozen=True)
+class FoldFactors:
+    """One cross-validation fold's decomposition (k = number of features).
+
+    Attributes
+    ----------
+    eigenvalues : ndarray of shape (k,), float32
+        Eigenvalues of the fold-centered training Gram matrix, clipped at 0.
+    eigenvectors : ndarray of shape (k, k), float32
+        Its eigenvectors ``V`` (columns).
+    validation : ndarray of shape (n_val, k), float32
+        ``(X_val − mean_train) V``: the fold's validation rows, centered with the fold's
+        training means, in the eigenbasis.
+    rotated_mean : ndarray of shape (k,), float32
+        ``Vᵀ mean_train``, the fold's training mean (relative to the whole training mean).
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    validation: np.ndarray
+    rotated_mean: np.ndarray
+
+
+@dataclass(frozen=True)
+class RidgeFactors:
+    """Everything a voxel chunk needs from one model's features.
+
+    Attributes
+    ----------
+    design : ndarray of shape (n_train, k), float32
+        Training features, centered (and scaled) with training statistics, rows in fold order.
+    bounds : ndarray of shape (n_folds + 1,), int
+        Fold f's validation rows are ``design[bounds[f]:bounds[f + 1]]``.
+    folds : tuple of FoldFactors
+        One per fold (empty when alphas are selected by GCV).
+    eigenvalues : ndarray of shape (k,), float32
+        Eigenvalues of the whole training Gram matrix, clipped at 0.
+    eigenvectors : ndarray of shape (k, k), float32
+        Its eigenvectors.
+    test_projection : ndarray of shape (n_test, k), float32
+        Test features, centered (and scaled) like the training ones, in the eigenbasis.
+    offset : ndarray of shape (k,), float64
+        Training mean of the raw features.
+    scale : ndarray of shape (k,), float64
+        Divisor applied after centering (ones unless standardized).
+    """
+
+    design: np.ndarray
+    bounds: np.ndarray
+    folds: tuple[FoldFactors, ...]
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    test_projection: np.ndarray
+    offset: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the factors, in bytes."""
+        arrays = [self.design, self.eigenvectors, self.test_projection]
+        arrays += [a for fold in self.folds for a in (fold.eigenvectors, fold.validation)]
+        return int(sum(a.nbytes for a in arrays))
+
+
+def factors_nbytes(n_train: int, n_test: int, n_features: int, n_folds: int) -> int:
+    """Bytes :func:`make_ridge_factors` will hold, to group models by memory before computing."""
+    per_fold = n_features * n_features + (n_train // max(n_folds, 1) + 1) * n_features
+    return 4 * (n_train * n_features + n_features * n_features + n_test * n_features + n_folds * per_fold)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. factors (once per model)
+
+
+def standardize_features(
+    x_train: np.ndarray, x_test: np.ndarray, *, standardize: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Center (and optionally scale to unit variance) features with training statistics.
+
+    Returns ``(x_train, x_test, offset, scale)``, the first two float32. Constant training
+    features keep scale 1 (they stay all-zero after centering).
+    """
+    offset = x_train.mean(axis=0, dtype=np.float64)
+    scale = np.ones_like(offset)
+    if standardize:
+        std = x_train.std(axis=0, dtype=np.float64)
+        scale = np.where(std > 0, std, 1.0)
+    x_train = ((x_train - offset) / scale).astype(np.float32)
+    x_test = ((x_test - offset) / scale).astype(np.float32)
+    return x_train, x_test, offset, scale
+
+
+def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # float64: the Gram squares the features' condition number; float32 eigenvalues of small
+    # directions would be noise of the size of the smallest alphas.
+    eigenvalues, eigenvectors = scipy.linalg.eigh(gram, driver="evd", check_finite=False, overwrite_a=True)
+    return np.clip(eigenvalues, 0, None).astype(np.float32), eigenvectors.astype(np.float32)
+
+
+def training_gram(design: np.ndarray) -> np.ndarray:
+    """``Xᵀ X`` of the (training-centered) design in float64, shape (k, k)."""
+    design64 = design.astype(np.float64)
+    return design64.T @ design64
+
+
+def decompose_fold(design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray) -> FoldFactors:
+    """Eigendecompose fold ``fold``'s training Gram matrix, centered with its own means.
+
+    Parameters
+    ----------
+    design : ndarray of shape (n_train, k), float32
+        Training features centered with the whole training mean, rows in fold order.
+    bounds : ndarray of shape (n_folds + 1,)
+        Fold row boundaries in ``design``.
+    fold : int
+        Which fold is held out.
+    gram : ndarray of shape (k, k), float64
+        :func:`training_gram` of ``design``.
+    """
+    validation = design[bounds[fold] : bounds[fold + 1]].astype(np.float64)
+    n_train = design.shape[0] - validation.shape[0]
+    # the whole design sums to zero, so the fold's training sum is minus its validation sum
+    mean_train = -validation.sum(axis=0) / n_train
+    fold_gram = gram - validation.T @ validation - n_train * np.outer(mean_train, mean_train)
+    eigenvalues, eigenvectors = _eigh(fold_gram)
+    projected = (validation - mean_train).astype(np.float32) @ eigenvectors
+    rotated_mean = (eigenvectors.T.astype(np.float64) @ mean_train).astype(np.float32)
+    return FoldFactors(eigenvalues, eigenvectors, projected, rotated_mean)
+
+
+def decompose_training(gram: np.ndarray, test_design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigendecompose the whole training Gram; return ``(eigenvalues, eigenvectors, X_test V)``."""
+    eigenvalues, eigenvectors = _eigh(gram.copy())
+    return eigenvalues, eigenvectors, test_design @ eigenvectors
+
+
+def make_ridge_factors(
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    bounds: Sequence[int] | np.ndarray,
+    *,
+    standardize: bool = False,
+    folds: bool = True,
+) -> RidgeFactors:
+    """Compute one model's ridge factors (in this process, BLAS on all cores).
+
+    Parameters
+    ----------
+    x_train : ndarray of shape (n_train, k)
+        Raw training features, rows in fold order (fold f = rows ``bounds[f]:bounds[f+1]``).
+    x_test : ndarray of shape (n_test, k)
+        Raw test features.
+    bounds : sequence of int, shape (n_folds + 1,)
+        Fold boundaries; ``bounds[0] == 0`` and ``bounds[-1] == n_train``.
+    standardize : bool
+        Scale features to unit training variance after centering.
+    folds : bool
+        Decompose each fold (K-fold CV); False for GCV, which needs the whole training set only.
+
+    Returns
+    -------
+    RidgeFactors
+    """
+    bounds = np.asarray(bounds, dtype=np.int64)
+    design, test_design, offset, scale = standardize_features(x_train, x_test, standardize=standardize)
+    gram = training_gram(design)
+    fold_factors = tuple(decompose_fold(design, bounds, f, gram) for f in range(len(bounds) - 1)) if folds else ()
+    eigenvalues, eigenvectors, test_projection = decompose_training(gram, test_design)
+    return RidgeFactors(design, bounds, fold_factors, eigenvalues, eigenvectors, test_projection, offset, scale)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. alpha selection (per voxel chunk)
+
+
+def _select(scores: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best alpha index per voxel from (n_alphas, voxels) mean scores; ties go to the larger alpha."""
+    best = np.argmax(scores + _TIE_SLOPE * np.log(alphas)[:, None], axis=0)
+    return best, scores[best, np.arange(scores.shape[1])]
+
+
+def solve_ridge_cv_eigh(
+    factors: RidgeFactors, y: np.ndarray, alphas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Select each voxel's alpha by K-fold CV (validation R² averaged over folds).
+
+    Parameters
+    ----------
+    factors : RidgeFactors
+        With one :class:`FoldFactors` per fold.
+    y : ndarray of shape (n_train, voxels), float32
+        Training responses centered with their training means, rows in fold order.
+    alphas : ndarray of shape (n_alphas,)
+        The alpha grid.
+
+    Returns
+    -------
+    best : ndarray of shape (voxels,), int
+        Index of the chosen alpha.
+    cv_score : ndarray of shape (voxels,), float64
+        Mean validation R² at the chosen alpha.
+    projection : ndarray of shape (k, voxels), float32
+        ``Vᵀ Xᵀ y`` of the whole training set, for the refit.
+    """
+    x, bounds = factors.design, factors.bounds
+    n_train, n_voxels = y.shape
+    cross_folds = [x[bounds[f] : bounds[f + 1]].T @ y[bounds[f] : bounds[f + 1]] for f in range(len(bounds) - 1)]
+    cross = np.sum(cross_folds, axis=0, dtype=np.float32)
+    y_sum = y.sum(axis=0, dtype=np.float64)
+    scores = np.zeros((len(alphas), n_voxels), dtype=np.float64)
+    for f, fold in enumerate(factors.folds):
+        y_val = y[bounds[f] : bounds[f + 1]]
+        n_fold_train = n_train - y_val.shape[0]
+        y_val_sum = y_val.sum(axis=0, dtype=np.float64)
+        train_mean = ((y_sum - y_val_sum) / n_fold_train).astype(np.float32)
+        # 1. fold-centered training cross-product in the fold's eigenbasis
+        np.subtract(cross, cross_folds[f], out=cross_folds[f])
+        projection = fold.eigenvectors.T @ cross_folds[f]
+        projection -= n_fold_train * np.outer(fold.rotated_mean, train_mean)
+        # 2. validation targets centered with the fold's training means (as its predictions are)
+        target = y_val - train_mean
+        ss_tot = np.einsum("ij,ij->j", y_val, y_val, dtype=np.float64) - y_val_sum**2 / y_val.shape[0]
+        # 3. one GEMM per alpha
+        for a, alpha in enumerate(alphas):
+            residual = (fold.validation * (1.0 / (fold.eigenvalues + np.float32(alpha)))) @ projection
+            np.subtract(target, residual, out=residual)
+            ss_res = np.einsum("ij,ij->j", residual, residual)
+            scores[a] += np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
+    best, cv_score = _select(scores / len(factors.folds), alphas)
+    return best, cv_score, factors.eigenvectors.T @ cross
+
+
+def solve_ridge_gcv_eigh(
+    factors: RidgeFactors, y: np.ndarray, alphas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Select each voxel's alpha by generalized cross-validation (Golub, Heath & Wahba 1979).
+
+    With the intercept counted as one degree of freedom, ``GCV(alpha) = n · RSS / (n − df)²``,
+    ``df = 1 + Σ s/(s + alpha)``, and ``RSS = ‖y‖² − Σ_i b_i² (s_i + 2 alpha)/(s_i + alpha)²``
+    where ``b = Vᵀ Xᵀ y``: after the one projection, O(k · voxels) per alpha. The reported score
+    is the GCV estimate of out-of-sample R², ``1 − GCV / (‖y‖² / n)``.
+
+    Parameters and returns as :func:`solve_ridge_cv_eigh`.
+    """
+    n_train = y.shape[0]
+    projection = factors.eigenvectors.T @ (factors.design.T @ y)
+    s = factors.eigenvalues.astype(np.float64)
+    alphas64 = np.asarray(alphas, dtype=np.float64)[:, None]
+    shrink = (s + 2 * alphas64) / (s + alphas64) ** 2
+    ss_tot = np.einsum("ij,ij->j", y, y, dtype=np.float64)
+    rss = ss_tot - shrink @ np.square(projection, dtype=np.float64)
+    residual_dof = 1.0 - (1.0 + (s / (s + alphas64)).sum(axis=1, keepdims=True)) / n_train
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(residual_dof > 0, 1.0 - rss / residual_dof**2 / np.where(ss_tot > 0, ss_tot, 1.0), -np.inf)
+    best, cv_score = _select(scores, np.asarray(alphas, dtype=np.float64))
+    return best, cv_score, projection
+
+
+Solver = Callable[[RidgeFactors, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+#: Alpha-selection solvers by the name of the ``cv`` strategy.
+RIDGE_SOLVERS: dict[str, Solver] = {"kfold": solve_ridge_cv_eigh, "gcv": solve_ridge_gcv_eigh}
+
+
+# --------------------------------------------------------------------------------------------
+# 3. refit and scores
+
+
+def _shrunk_weights(factors: RidgeFactors, projection: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Eigenbasis ridge weights ``diag(1/(s + alpha_v)) Vᵀ Xᵀ y`` per voxel, shape (k, voxels)."""
+    return projection / (factors.eigenvalues[:, None] + alpha.astype(np.float32)[None, :])
+
+
+def _center(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = y_train.mean(axis=0, dtype=np.float64)
+    return (y_train - mean).astype(np.float32), mean
+
+
+def fit_ridge_chunk(
+    factors: RidgeFactors,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    alphas: np.ndarray,
+    solver: str = "kfold",
+) -> dict[str, np.ndarray]:
+    """Select alphas, refit on all training rows and score on the test rows, for a voxel chunk.
+
+    Parameters
+    ----------
+    factors : RidgeFactors
+        From :func:`make_ridge_factors`.
+    y_train : ndarray of shape (n_train, voxels)
+        Training responses, rows in the factors' fold order.
+    y_test : ndarray of shape (n_test, voxels)
+        Test responses, rows in the factors' test order.
+    alphas : ndarray of shape (n_alphas,)
+        Alpha grid.
+    solver : {"kfold", "gcv"}
+        Key of :data:`RIDGE_SOLVERS`.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (voxels,)
+        ``alpha``, ``cv_r2`` (selection score at that alpha), ``r2`` and ``r`` (test set).
+    """
+    alphas = np.asarray(alphas, dtype=np.float64)
+    y_centered, y_mean = _center(y_train)
+    best, cv_score, projection = RIDGE_SOLVERS[solver](factors, y_centered, alphas)
+    alpha = alphas[best]
+    prediction = factors.test_projection @ _shrunk_weights(factors, projection, alpha)
+    prediction += y_mean.astype(np.float32)
+    return {
+        "alpha": alpha,
+        "cv_r2": cv_score,
+        "r2": r2_score(y_test, prediction),
+        "r": pearson_r(y_test, prediction),
+    }
+
+
+def predict_ridge(factors: RidgeFactors, y_train: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Test-set predictions, shape (n_test, voxels), of the ridge refit with per-voxel ``alpha``."""
+    y_centered, y_mean = _center(y_train)
+    projection = factors.eigenvectors.T @ (factors.design.T @ y_centered)
+    prediction = factors.test_projection @ _shrunk_weights(factors, projection, np.asarray(alpha))
+    return prediction + y_mean.astype(np.float32)
+
+
+def ridge_coefficients(
+    factors: RidgeFactors, y_train: np.ndarray, alpha: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refit coefficients on the raw feature scale: ``y ≈ x @ coef + intercept``.
+
+    Returns ``coef`` of shape (k, voxels) and ``intercept`` of shape (voxels,).
+    """
+    y_centered, y_mean = _center(y_train)
+    projection = factors.eigenvectors.T @ (factors.design.T @ y_centered)
+    coef = (factors.eigenvectors @ _shrunk_weights(factors, projection, np.asarray(alpha))) / factors.scale[:, None]
+    return coef, y_mean - factors.offset @ coef
+
+
+def ridge_flops(n_train: int, n_test: int, n_features: int, n_voxels: int, n_alphas: int, n_folds: int) -> float:
+    """Floating-point operations of :func:`fit_ridge_chunk` (K-fold) for ``n_voxels`` voxels.
+
+    Counts the GEMMs (2·m·n·k each): the per-fold cross-products (every training row once),
+    per fold one k×k rotation and one validation GEMM per alpha, and the refit's rotation and
+    test prediction. Element-wise work is left out.
+    """
+    k = n_features
+    per_voxel = 2 * n_train * k + n_folds * 2 * k * k + n_alphas * 2 * n_train * k + 2 * k * k + 2 * n_test * k
+    return float(per_voxel) * n_voxels
