@@ -223,7 +223,11 @@ def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarr
 def _order_key(v: np.ndarray) -> np.ndarray:
     """uint64 whose unsigned order is the order of the float64 values (-0.0 equal to +0.0)."""
     bits = (v + 0.0).view(np.uint64)
-    return np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+    # all ones for negatives (flip every bit), else just the sign bit
+    flip = (bits.view(np.int64) >> 63).view(np.uint64)
+    flip |= np.uint64(1 << 63)
+    bits ^= flip
+    return bits
 
 
 def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
@@ -258,11 +262,20 @@ def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
         position[members] = position[members][order]
     # 3. exact ties: equal values, adjacent in sorted order, share the rank (start + 1 + stop) / 2
     ordered = v[position]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    first = np.empty(p, dtype=bool)  # first of its tie group
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     del ordered
-    stops = np.r_[starts[1:], p]
+    index = np.arange(p, dtype=np.int32)
+    start = np.where(first, index, 0)
+    np.maximum.accumulate(start, out=start)
+    last = np.empty(p, dtype=bool)
+    last[:-1], last[-1] = first[1:], True
+    gap = np.where(last, p - 1 - index, 0)[::-1]  # p − stop: the nearest group end at or after
+    np.maximum.accumulate(gap, out=gap)
+    start -= gap[::-1]
     out = np.empty(p, dtype=np.int32)
-    out[position] = np.repeat((starts + stops - p).astype(np.int32), stops - starts)
+    out[position] = start
     return out
 
 
