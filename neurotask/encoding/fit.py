@@ -125,7 +125,7 @@ def _test_mask(
         chosen = np.random.default_rng(seed).choice(images, n_test, replace=False)
         return np.isin(responses["image"].values.astype(str), chosen), {"test_fraction": test_fraction, "seed": seed}
     sessions = responses["session"].values
-    available = list(pd.unique(np.sort(sessions)))
+    available = [s.item() if hasattr(s, "item") else s for s in pd.unique(np.sort(sessions))]
     if test_sessions is None:
         wanted = [available[-1]]
     elif isinstance(test_sessions, (str, int, np.integer)):
@@ -138,7 +138,7 @@ def _test_mask(
             f"test_sessions {missing or wanted} are not sessions of responses; available sessions: {available}."
         )
     is_test = np.isin(sessions.astype(str), [str(s) for s in wanted])
-    return is_test, {"test_sessions": [a.item() if hasattr(a, "item") else a for a in available if str(a) in map(str, wanted)]}
+    return is_test, {"test_sessions": [a for a in available if str(a) in {str(w) for w in wanted}]}
 
 
 def _split(
