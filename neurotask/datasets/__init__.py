@@ -6,7 +6,12 @@ from neurotask.datasets.synthetic import (
     bold5000_trial_order,
     make_synthetic_features,
 )
-from neurotask.datasets.synthetic_bold5000 import RELEASE2_ROI_FILE_NAMES, RELEASES, write_synthetic_bold5000
+from neurotask.datasets.synthetic_bold5000 import (
+    RELEASE2_ROI_FILE_NAMES,
+    RELEASES,
+    write_synthetic_bold5000,
+    write_synthetic_dataset,
+)
 from neurotask.datasets.synthetic_planted import (
     N_SESSIONS,
     ROI_NAMES,
@@ -38,5 +43,6 @@ __all__ = [
     "open_groundtruth",
     "stimulus_path",
     "write_synthetic_bold5000",
+    "write_synthetic_dataset",
     "write_synthetic_stimuli",
 ]

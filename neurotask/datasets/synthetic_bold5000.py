@@ -23,8 +23,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from neurotask.datasets.synthetic import make_synthetic_features
 from neurotask.datasets.synthetic_planted import (
+    N_SESSIONS,
     ROI_NAMES,
+    VOLUME_SHAPES,
+    bold5000_trials,
     PlantedBrain,
     groundtruth_path,
     plant,
@@ -32,9 +36,9 @@ from neurotask.datasets.synthetic_planted import (
     write_groundtruth,
 )
 from neurotask.datasets.synthetic_layouts import write_bids, write_release1
-from neurotask.datasets.synthetic_stimuli import _progress
+from neurotask.datasets.synthetic_stimuli import _progress, write_synthetic_stimuli
 
-__all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000"]
+__all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
 
 #: The ROI names BOLD5000 uses in release-2 mask file names where they differ from the canonical ones.
 RELEASE2_ROI_FILE_NAMES = {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHRSC": "RHRRSC"}
@@ -101,7 +105,7 @@ def write_synthetic_bold5000(
     *,
     n_sessions: int | None = 3,
     volume_shape: Sequence[int] | None = None,
-    snr: float | tuple[float, float] = (0.11, 1.5),
+    snr: float | tuple[float, float] = (1 / 9, 1.5),
     seed: int = 0,
     release: int | str = 2,
     n_trials: int | None = None,
@@ -136,7 +140,7 @@ def write_synthetic_bold5000(
         Voxel grid; default ``SMALL_VOLUME_SHAPE`` (20, 24, 20). ``VOLUME_SHAPES[subject]`` is the real one.
     snr : float or (low, high)
         Signal-to-noise variance ratio of signal voxels: highest at region centers, lowest at
-        their edges. ``true_r2 = snr / (1 + snr)``: the default (0.11, 1.5) gives R² in [0.1, 0.6].
+        their edges. ``true_r2 = snr / (1 + snr)``: the default (1/9, 1.5) gives R² in [0.1, 0.6].
     seed : int
         Seed; equal seeds write identical arrays.
     release : {2, 1, "bids"}
@@ -193,3 +197,74 @@ def write_synthetic_bold5000(
 
 #: The layouts write_synthetic_bold5000 can write.
 RELEASES = (2, 1, "bids")
+
+
+def write_synthetic_dataset(
+    root: str | os.PathLike[str],
+    subject: str = "CSI1",
+    *,
+    n_sessions: int | None = None,
+    full: bool = False,
+    release: int | str = 2,
+    n_images: int | None = None,
+    seed: int = 0,
+    models: Sequence[str] | None = None,
+    n_features: int = 256,
+    features: xr.DataArray | None = None,
+    stimuli: bool = True,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Write a whole synthetic BOLD5000 subject: stimuli, features-planted responses, ground truth.
+
+    What ``neurotask synth`` runs. Without ``features``, planted responses come from
+    :func:`make_synthetic_features` over the written trials' images with ``n_features`` features
+    per model (default 256, not 2048: plenty to plant and recover signal, and 8× smaller).
+
+    Parameters
+    ----------
+    root : path
+    subject : {"CSI1", "CSI2", "CSI3", "CSI4"}
+    n_sessions : int, optional
+        Sessions to write; default 3, or all of the subject's sessions when ``full``.
+    full : bool
+        Full size: the subject's real volume grid (e.g. 71×89×72 for CSI1) and all sessions.
+    release : {2, 1, "bids"}
+    n_images : int, optional
+        Stimuli to draw (first-presentation order); default: every image of the written trials.
+    seed : int
+    models : sequence of str, optional
+        Models of the synthetic features and drivers of the planted responses (default: the 25 tasks;
+        with ``features``, the models of ``features``).
+    n_features : int
+        Features per model of the synthetic features.
+    features : xarray.DataArray, dims (model, image, feature), optional
+        Real or stored features to plant responses from instead (e.g. ``open_features(path)``).
+    stimuli : bool
+        Also write the stimulus images.
+    progress : bool
+
+    Returns
+    -------
+    xarray.Dataset
+        The ground truth (see :func:`write_synthetic_bold5000`), with attrs ``n_stimuli`` and
+        ``features`` (``"synthetic"`` or ``"given"``).
+    """
+    if n_sessions is None:
+        n_sessions = N_SESSIONS[subject] if full else 3
+    trials = bold5000_trials(subject, n_sessions=n_sessions)
+    names = list(dict.fromkeys(trials.name))
+    n_stimuli = 0
+    if stimuli:
+        if n_images is None:
+            n_stimuli = len(write_synthetic_stimuli(root, names=names, seed=seed, progress=progress))
+        else:
+            n_stimuli = len(write_synthetic_stimuli(root, n_images, seed=seed, subject=subject, progress=progress))
+    given = features is not None
+    if features is None:
+        features = make_synthetic_features(models, trials.image.unique().tolist(), n_features=n_features, seed=seed)
+    truth = write_synthetic_bold5000(
+        root, features, subject, n_sessions=n_sessions, volume_shape=VOLUME_SHAPES[subject] if full else None,
+        seed=seed, release=release, models=models, progress=progress,
+    )  # fmt: skip
+    truth.attrs.update(n_stimuli=n_stimuli, features="given" if given else "synthetic")
+    return truth

@@ -178,8 +178,8 @@ class PlantedBrain:
     defect: np.ndarray  # (voxel,) '', 'nan', 'nan_session' or 'constant_session'
     defect_session: np.ndarray  # (voxel,) session of a one-session defect, else 0
     trial_image: np.ndarray  # (trial,) index into the unique images
-    profiles: list[np.ndarray]  # per model: (image, rank) signal basis per unique image
-    coefficients: list[np.ndarray]  # per model: (rank, its voxels), unit signal variance
+    profiles: list[np.ndarray]  # per model: (image, rank) float64 signal basis per unique image
+    coefficients: list[np.ndarray]  # per model: (rank, its voxels) float64, unit signal variance
     seed: int
     snr_range: tuple[float, float]
 
@@ -193,7 +193,11 @@ class PlantedBrain:
         return np.where(self.snr > 0, 1.0 / np.sqrt(np.where(self.snr > 0, self.snr, 1.0)), 1.0)
 
     def signal(self, trials: np.ndarray) -> np.ndarray:
-        """Noise-free signal, (voxel, trial) float32, unit variance over all written trials."""
+        """Noise-free signal, (voxel, trial) float32, unit variance over all written trials.
+
+        Computed in float64 so that every presentation of an image gets the same float32 signal,
+        whichever trials it is computed with.
+        """
         out = np.zeros((self.flat_index.size, trials.size), dtype=np.float32)
         images = self.trial_image[trials]
         for m, (profile, coef) in enumerate(zip(self.profiles, self.coefficients)):
@@ -311,7 +315,7 @@ def plant(
     n_sessions: int | None = 3,
     n_trials: int | None = None,
     volume_shape: Sequence[int] | None = None,
-    snr: float | tuple[float, float] = (0.11, 1.5),
+    snr: float | tuple[float, float] = (1 / 9, 1.5),
     models: Sequence[str] | None = None,
     signal_fraction: float = 0.35,
     regions_per_model: int = 2,
@@ -364,8 +368,8 @@ def plant(
         coef = rng.standard_normal((_RANK, int((driver == m).sum())))
         cov = (profile.T * counts) @ profile / counts.sum()
         variance = np.einsum("rv,rs,sv->v", coef, cov, coef)
-        profiles.append(profile.astype(np.float32))
-        coefficients.append((coef / np.sqrt(np.maximum(variance, 1e-30))).astype(np.float32))
+        profiles.append(profile)
+        coefficients.append(coef / np.sqrt(np.maximum(variance, 1e-30)))
 
     # 4. Scale, baseline, ROIs and defects.
     gain = rng.uniform(0.5, 2.0, n_vox)
