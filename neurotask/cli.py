@@ -131,7 +131,7 @@ from pathlib import Path  # noqa: E402
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output directory (data, stores, report).")] = Path("demo-output"),
     full_models: Annotated[bool, typer.Option("--full-models", help="All 25 Taskonomy models (slow on a CPU).")] = False,
-    images: Annotated[int, typer.Option("--images", min=20, help="Trials/images of the synthetic subject.")] = 80,
+    images: Annotated[int, typer.Option("--images", min=20, help="Trials/images of the synthetic subject (whole runs of 37).")] = 111,
     permutations: Annotated[int, typer.Option("--permutations", min=1, help="Permutations of the significance test.")] = 200,
     scheduler: SchedulerOption = None,
     cluster: ClusterOption = "local",
@@ -237,4 +237,91 @@ def ingest(
     typer.echo(
         f"{out}: {resp.sizes['trial']} trials x {resp.sizes['voxel']} voxels "
         f"({int(resp['session'].max())} sessions, normalize={resp.attrs['normalization']}); dropped {dropped}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rsa (RSA area): model x model similarity of the features' RDMs, its tree, figures
+
+
+def _parse_subset(values: list[str] | None) -> Any:
+    """``--subset`` values: ``coord=value[,value]`` (ANDed), a query expression, or ``@ids.txt``."""
+    if not values:
+        return None
+    if len(values) == 1 and values[0].startswith("@"):
+        return [line.strip() for line in Path(values[0][1:]).read_text().splitlines() if line.strip()]
+    if len(values) == 1 and any(op in values[0] for op in ("==", "!=", "<", ">", " in ", "&", "|")):
+        return values[0]
+    subset: dict[str, list[str]] = {}
+    for value in values:
+        coord, sep, wanted = value.partition("=")
+        if not sep or not coord or not wanted:
+            raise typer.BadParameter(
+                f"--subset {value!r}: write coord=value[,value] (e.g. source=scene), a query such as "
+                f"'source == \"scene\"', or @file with one image id per line"
+            )
+        subset.setdefault(coord.strip(), []).extend(w.strip() for w in wanted.split(","))
+    return subset
+
+
+@app.command("rsa")
+def rsa_command(
+    features: Annotated[Path, typer.Argument(help="Features store (zarr) written by `neurotask extract`.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for similarity.zarr, similarity.csv and figures.")],
+    subset: Annotated[
+        Optional[list[str]],
+        typer.Option("--subset", help="Images: coord=value[,value] (repeatable, ANDed), a query, or @ids.txt."),
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="RDM: correlation, cosine or euclidean.")] = "correlation",
+    compare: Annotated[str, typer.Option("--compare", help="RDM comparison: spearman, pearson or tau-a.")] = "spearman",
+    linkage_method: Annotated[str, typer.Option("--linkage", help="Tree linkage: average, complete, single, weighted.")] = "average",
+    formats: Annotated[str, typer.Option("--format", help="Figure formats, comma-separated (png, svg, pdf).")] = "png,svg",
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = "local",
+    workers: WorkersOption = None,
+) -> None:
+    """RSA across models: similarity matrix of their RDMs, average-linkage tree, figures.
+
+    Without --scheduler/--workers/--cluster slurm it runs in this process (multithreaded BLAS),
+    which is fastest on one machine.
+    """
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from neurotask import rsa
+    from neurotask.plotting.rsa import plot_dendrogram, plot_similarity
+    from neurotask.stores import StoreError, open_features, sha256_array, write_dataset
+
+    parsed = _parse_subset(subset)
+    kinds = [f.strip() for f in formats.split(",") if f.strip()]
+    try:
+        feats = open_features(features)
+        if scheduler is None and workers is None and cluster == "local":
+            sim = rsa.model_similarity(feats, parsed, rdm_method=method, compare=compare)
+        else:
+            with cluster_client(scheduler, cluster, workers) as client:
+                sim = rsa.model_similarity(feats, parsed, rdm_method=method, compare=compare, client=client)
+        tree = rsa.linkage(sim, method=linkage_method)
+    except (ValueError, StoreError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    out.mkdir(parents=True, exist_ok=True)
+    sim.attrs["dendrogram_order"] = json.dumps(tree.leaves)
+    parameters = {"features": str(features), "subset": sim.attrs["subset"], "method": method, "compare": compare,
+                  "linkage": linkage_method}
+    write_dataset(
+        out / "similarity.zarr", sim.to_dataset(), parameters=parameters,
+        inputs={"features": str(features), "images": sim.attrs["images_sha256"],
+                "similarity": sha256_array(sim.values)},
+    )
+    sim.to_pandas().to_csv(out / "similarity.csv")
+    figures = {"similarity": plot_similarity(sim, method=linkage_method), "dendrogram": plot_dendrogram(tree)}
+    for name, fig in figures.items():
+        for kind in kinds:
+            fig.savefig(out / f"{name}.{kind}", dpi=150, bbox_inches="tight")
+    typer.echo(
+        f"{out}: {compare} similarity of {method} RDMs for {sim.sizes['model']} models on "
+        f"{sim.attrs['n_images']} images ({sim.attrs['subset']}); tree: {', '.join(tree.leaves)}"
     )
