@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -37,6 +36,7 @@ def align(features: xr.DataArray, responses: xr.DataArray) -> xr.DataArray:
 
     Examples
     --------
+    >>> import numpy as np
     >>> from neurotask.datasets import make_synthetic_features
     >>> feats = make_synthetic_features(models=["normal"], images=4, n_features=3)
     >>> trials = xr.DataArray(np.zeros((2, 1)), dims=("trial", "voxel"),

@@ -58,8 +58,8 @@ def zscore(responses: xr.DataArray, by: str | None = "session") -> xr.DataArray:
     Returns
     -------
     xarray.DataArray, dims (trial, voxel)
-        Lazy when the input is dask-backed (one task per voxel chunk, all trials in each);
-        attr ``normalization`` records ``by``.
+        Lazy when the input is dask-backed (one task per voxel chunk, all trials in each; only the
+        ``session``/``run`` coords are read); attr ``normalization`` records ``by``.
 
     Examples
     --------
