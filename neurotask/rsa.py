@@ -72,8 +72,14 @@ _PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25
 # image subsets
 
 
+def _plain(values: np.ndarray) -> np.ndarray:
+    """Coordinate values with numpy's variable-width strings (as zarr v3 returns them) as ``str``."""
+    values = np.asarray(values)
+    return np.array(values.tolist(), dtype=str) if values.dtype.kind in "TO" else values
+
+
 def _image_table(features: xr.DataArray) -> pd.DataFrame:
-    coords = {str(name): coord.values for name, coord in features.coords.items() if coord.dims == ("image",)}
+    coords = {str(name): _plain(coord.values) for name, coord in features.coords.items() if coord.dims == ("image",)}
     return pd.DataFrame(coords)
 
 
@@ -140,7 +146,7 @@ def select_images(features: xr.DataArray, subset: Any = None) -> tuple[xr.DataAr
             description = f"boolean mask ({int(mask.sum())} of {n} images)"
         else:
             ids = [str(v) for v in values.ravel()]
-            known = pd.Index(features["image"].values)
+            known = pd.Index(_plain(features["image"].values))
             missing = [i for i in ids if i not in known]
             if missing:
                 raise ValueError(
@@ -419,7 +425,7 @@ def rdm(
     _check_choice("method", method, RDM_METHODS)
     features = validate_features(features)
     features, description = select_images(features, subset)
-    images = np.asarray(features["image"].values).astype(str)
+    images = _plain(features["image"].values).astype(str)
     n, p = len(images), len(images) * (len(images) - 1) // 2
     rows = []
     for m, model in enumerate(map(str, features["model"].values)):
@@ -452,11 +458,11 @@ def _current_client(client: Any) -> Any:
 
 
 def _similarity_array(values: np.ndarray, models: xr.DataArray, attrs: dict[str, Any]) -> xr.DataArray:
-    names = models.values
+    names = _plain(models.values)
     coords = {"model": names, "model_": ("model_", names)}
     for name, coord in models.coords.items():
         if name != "model":
-            coords[str(name)] = ("model", coord.values)
+            coords[str(name)] = ("model", _plain(coord.values))
     return xr.DataArray(values.astype(np.float64), dims=("model", "model_"), coords=coords, name="similarity", attrs=attrs)
 
 
@@ -545,7 +551,7 @@ def model_similarity(
     _check_choice("compare", compare, COMPARE_METHODS)
     features = validate_features(features)
     features, description = select_images(features, subset)
-    images = np.asarray(features["image"].values).astype(str)
+    images = _plain(features["image"].values).astype(str)
     models = [str(m) for m in features["model"].values]
     n, p = len(images), len(images) * (len(images) - 1) // 2
     vectors = np.empty((len(models), p), dtype=np.float32 if compare == "pearson" else np.int32)

@@ -1,0 +1,307 @@
+"""Tests for neurotask.rsa against scipy, rsatoolbox, brute force and planted groups.
+
+Tolerances: our RDMs and rsatoolbox's are both computed in float64 from the same float32
+features, so they agree to ~1e-12; the acceptance bound is 1e-6 and tests use 1e-9 where the
+arithmetic is float64 throughout (1e-6 for Pearson, whose vectors are stored as float32).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import rsatoolbox
+import scipy.spatial.distance as ssd
+import scipy.stats
+import xarray as xr
+from typer.testing import CliRunner
+
+from neurotask import rsa, stores
+from neurotask.cli import app
+from neurotask.datasets import make_synthetic_features
+
+MODELS = ["normal", "depth_zbuffer", "jigsaw", "class_object", "denoising"]
+
+
+class ComputeForbidden(RuntimeError):
+    pass
+
+
+def _forbid_compute(*args, **kwargs):
+    raise ComputeForbidden("a dask graph was computed")
+
+
+@pytest.fixture(scope="module")
+def features() -> xr.DataArray:
+    return make_synthetic_features(MODELS, 60, n_features=48, seed=1)
+
+
+def _reference_rdms(features: xr.DataArray, method: str = "correlation") -> np.ndarray:
+    return np.stack([ssd.pdist(features.values[m].astype(np.float64), method) for m in range(features.sizes["model"])])
+
+
+def _rsatoolbox_rdms(features: xr.DataArray, method: str = "correlation"):
+    datasets = [rsatoolbox.data.Dataset(features.values[m].astype(np.float64)) for m in range(features.sizes["model"])]
+    return rsatoolbox.rdm.calc_rdm(datasets, method=method)
+
+
+def _brute_tau_a(a: np.ndarray, b: np.ndarray) -> float:
+    """O(n²) tau-a: (concordant − discordant) / (n(n−1)/2), ties counted as neither."""
+    i, j = np.triu_indices(a.size, 1)
+    return float(np.sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])) / i.size)
+
+
+# --------------------------------------------------------------------------------------------
+# RDMs
+
+
+@pytest.mark.parametrize("method", sorted(rsa.RDM_METHODS))
+def test_rdm_equals_scipy_pdist(features, method):
+    computed = rsa.rdm(features, method).values
+    np.testing.assert_allclose(computed, _reference_rdms(features, method), rtol=0, atol=1e-9)
+
+
+def test_rdm_equals_rsatoolbox(features):
+    ours = rsa.rdm(features, "correlation").values
+    np.testing.assert_allclose(ours, _rsatoolbox_rdms(features, "correlation").get_vectors(), rtol=0, atol=1e-9)
+    # rsatoolbox's 'euclidean' is the squared distance over the number of features
+    euclid = rsa.rdm(features, "euclidean").values
+    theirs = _rsatoolbox_rdms(features, "euclidean").get_vectors()
+    np.testing.assert_allclose(euclid**2 / features.sizes["feature"], theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_rdm_is_lazy_labeled_and_square_on_demand(features):
+    with dask.config.set(scheduler=_forbid_compute):
+        condensed = rsa.rdm(features, subset={"source": ["coco", "imagenet"]})
+        square = rsa.rdm(features, square=True)
+    assert isinstance(condensed.data, da.Array) and condensed.dims == ("model", "pair")
+    kept = features.source.isin(["coco", "imagenet"]).values
+    assert condensed.attrs["n_images"] == int(kept.sum())
+    a, b = features.image.values[kept][[1, 4]]
+    full = square.sel(model="jigsaw")
+    assert full.dims == ("image", "image_") and full.shape == (60, 60)
+    np.testing.assert_allclose(full.values, ssd.squareform(_reference_rdms(features)[2]), atol=1e-9)
+    one = condensed.sel(model="jigsaw", image_i=a, image_j=b)
+    assert float(one) == pytest.approx(float(full.sel(image=a, image_=b)), abs=1e-12)
+
+
+def test_condensed_pairs_follow_squareform_order(features):
+    r = rsa.rdm(features.isel(model=[0]))
+    images = list(features.image.values)
+    ref = _reference_rdms(features.isel(model=[0]))[0]
+    for k in (0, 1, 58, 59, 1769):
+        i, j = images.index(r.image_i.values[k]), images.index(r.image_j.values[k])
+        assert i < j
+        assert r.values[0, k] == pytest.approx(ssd.squareform(ref)[i, j], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# ranks and comparisons
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.round(np.random.default_rng(0).standard_normal(2000), 1),  # heavy ties
+        np.random.default_rng(1).standard_normal(3001),  # no ties
+        np.r_[np.zeros(4), -np.zeros(4), 5e-324 * np.arange(3), 1 + 2.2e-16 * np.arange(6), -np.arange(3.0)],
+        np.full(7, 0.25),
+        np.array([2.0, 1.0, 3.0]),
+    ],
+    ids=["ties", "distinct", "signed-zero-subnormal-ulp", "all-equal", "three"],
+)
+def test_doubled_ranks_equal_rankdata(values):
+    expected = 2 * scipy.stats.rankdata(values) - (values.size + 1)
+    ranks = rsa._doubled_centered_ranks(values)
+    assert ranks.dtype == np.int32
+    np.testing.assert_array_equal(ranks, expected)
+
+
+def test_model_similarity_spearman_equals_scipy_and_rsatoolbox(features):
+    sim = rsa.model_similarity(features, progress=False)
+    reference = scipy.stats.spearmanr(_reference_rdms(features).T).statistic
+    np.testing.assert_allclose(sim.values, reference, rtol=0, atol=1e-9)
+    toolbox = _rsatoolbox_rdms(features)
+    np.testing.assert_allclose(sim.values, rsatoolbox.rdm.compare(toolbox, toolbox, "spearman"), rtol=0, atol=1e-9)
+    assert sim.dims == ("model", "model_") and list(sim.model_.values) == MODELS
+    assert sim.attrs["compare"] == "spearman" and sim.attrs["rdm_method"] == "correlation"
+    assert sim.attrs["n_images"] == 60 and sim.attrs["subset"] == "all images"
+
+
+def test_model_similarity_tau_a_equals_rsatoolbox_and_brute_force(features):
+    small = features.isel(image=slice(0, 30))
+    sim = rsa.model_similarity(small, compare="tau-a", progress=False)
+    toolbox = _rsatoolbox_rdms(small)
+    np.testing.assert_allclose(sim.values, rsatoolbox.rdm.compare(toolbox, toolbox, "tau-a"), rtol=0, atol=1e-9)
+    rdms = _reference_rdms(small)
+    for a, b in itertools.combinations(range(len(MODELS)), 2):
+        assert sim.values[a, b] == pytest.approx(_brute_tau_a(rdms[a], rdms[b]), abs=1e-9)
+
+
+def test_model_similarity_pearson_equals_rsatoolbox(features):
+    sim = rsa.model_similarity(features, compare="pearson", rdm_method="cosine", progress=False)
+    toolbox = rsatoolbox.rdm.RDMs(_reference_rdms(features, "cosine"))
+    np.testing.assert_allclose(sim.values, rsatoolbox.rdm.compare(toolbox, toolbox, "corr"), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("compare", sorted(rsa.COMPARE_METHODS))
+def test_compare_rdms_with_many_ties(compare):
+    """RDMs with frequent exact ties: ranks must average them, tau-a must count them as neither."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 6, size=(4, 300)).astype(np.float64)
+    values[1] = values[0] + rng.integers(0, 2, 300)  # correlated with model 0
+    values[3, :150] = 0.0
+    rdms = xr.DataArray(values, dims=("model", "pair"), coords={"model": list("abcd")})
+    sim = rsa.compare_rdms(rdms, compare).values
+    if compare == "spearman":
+        reference = scipy.stats.spearmanr(values.T).statistic
+    elif compare == "pearson":
+        reference = np.corrcoef(values)
+    else:
+        reference = np.array([[_brute_tau_a(x, y) for y in values] for x in values])
+        np.fill_diagonal(reference, 1.0)
+    np.testing.assert_allclose(sim, reference, rtol=0, atol=1e-6 if compare == "pearson" else 1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# subsets
+
+
+def test_subset_forms_agree_with_explicit_selection(features):
+    scene = features.source.values == "scene"
+    expected = rsa.model_similarity(features.isel(image=np.flatnonzero(scene)), progress=False)
+    forms = ['source == "scene"', {"source": "scene"}, scene, list(features.image.values[scene])]
+    for subset in forms:
+        sim = rsa.model_similarity(features, subset=subset, progress=False)
+        np.testing.assert_allclose(sim.values, expected.values, rtol=0, atol=1e-12)
+        assert sim.attrs["n_images"] == int(scene.sum())
+    assert rsa.model_similarity(features, subset={"source": "scene"}, progress=False).attrs["subset"] == "source == 'scene'"
+
+
+@pytest.mark.parametrize(
+    "subset, message",
+    [
+        ({"source": "nonexistent"}, "selects 0 images"),
+        (["n01440764_10110"], "not in features"),
+        ({"colour": "red"}, "not on the image dim"),
+        ("source === 1", "not a valid query"),
+        (np.ones(3, dtype=bool), "one entry per image"),
+    ],
+)
+def test_bad_subsets_say_what_is_wrong(features, subset, message):
+    with pytest.raises(ValueError, match=message):
+        rsa.model_similarity(features, subset=subset, progress=False)
+
+
+def test_subset_of_two_images_is_refused(features):
+    with pytest.raises(ValueError, match="at least 3 images"):
+        rsa.rdm(features, subset=list(features.image.values[:2]))
+
+
+# --------------------------------------------------------------------------------------------
+# bad features
+
+
+def test_constant_features_name_the_model_and_images(features):
+    bad = features.copy(deep=True)
+    bad.loc[{"model": "jigsaw"}] = bad.sel(model="jigsaw").where(bad.image != bad.image[4], 1.5)
+    image = str(features.image[4].values)
+    with pytest.raises(ValueError, match=rf"'jigsaw'.*constant.*{image}"):
+        rsa.model_similarity(bad, progress=False)
+    # euclidean distances are defined for constant rows
+    assert np.isfinite(rsa.model_similarity(bad, rdm_method="euclidean", progress=False).values).all()
+
+
+def test_nan_features_name_the_model_and_images(features):
+    bad = features.copy(deep=True)
+    bad.values[1, 7, 3] = np.nan
+    image = str(features.image[7].values)
+    with pytest.raises(ValueError, match=rf"'depth_zbuffer'.*NaN.*{image}"):
+        rsa.model_similarity(bad, progress=False)
+    # a subset without the bad image works
+    keep = [i for i in features.image.values if i != image]
+    assert rsa.model_similarity(bad, subset=keep, progress=False).attrs["n_images"] == 59
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"rdm_method": "mahalanobis"}, "unknown rdm_method"), ({"compare": "kendall"}, "unknown compare")],
+)
+def test_unknown_methods(features, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        rsa.model_similarity(features, progress=False, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# lazy inputs, Dask clients
+
+
+def test_dask_backed_features_give_identical_similarity(features):
+    lazy = features.chunk({"model": 1, "image": 16})
+    expected = rsa.model_similarity(features, progress=False)
+    np.testing.assert_array_equal(rsa.model_similarity(lazy, progress=False).values, expected.values)
+
+
+@pytest.mark.cluster
+def test_distributed_client_gives_identical_similarity(features):
+    distributed = pytest.importorskip("distributed")
+    expected = rsa.model_similarity(features, progress=False)
+    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+        in_memory = rsa.model_similarity(features, client=client, progress=False)
+        lazy = rsa.model_similarity(features.chunk({"model": 1}), client=client, progress=False)
+    np.testing.assert_array_equal(in_memory.values, expected.values)
+    np.testing.assert_array_equal(lazy.values, expected.values)
+
+
+# --------------------------------------------------------------------------------------------
+# trees
+
+
+def test_dendrogram_recovers_planted_groups():
+    feats = make_synthetic_features(images=120, n_features=96, seed=2)  # 25 tasks, TASKONOMY_GROUPS
+    tree = rsa.linkage(rsa.model_similarity(feats, progress=False))
+    groups = feats.group.values
+    clusters = tree.clusters(len(set(groups))).sel(model=feats.model).values
+    planted = {frozenset(np.flatnonzero(groups == g)) for g in set(groups)}
+    found = {frozenset(np.flatnonzero(clusters == c)) for c in set(clusters)}
+    assert found == planted
+
+
+def test_linkage_equals_scipy_average_on_one_minus_similarity(features):
+    sim = rsa.model_similarity(features, progress=False)
+    tree = rsa.linkage(sim)
+    import scipy.cluster.hierarchy as sch
+
+    reference = sch.linkage(ssd.squareform(1 - sim.values, checks=False), "average")
+    np.testing.assert_allclose(tree.matrix, reference, atol=1e-12)
+    assert list(tree.order) == list(sch.leaves_list(reference))
+    assert tree.leaves == [MODELS[i] for i in tree.order] and tree.labels == MODELS
+    with pytest.raises(ValueError, match="unknown method"):
+        rsa.linkage(sim, method="ward")
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def test_cli_rsa_writes_matrix_and_figures(tmp_path, features):
+    store = tmp_path / "features.zarr"
+    stores.write_dataset(
+        store, features.drop_vars("group").to_dataset(name="features"),
+        chunks={"model": 1, "image": 32, "feature": -1}, region_dim="model",
+    )
+    out = tmp_path / "rsa"
+    result = CliRunner().invoke(
+        app, ["rsa", str(store), "--subset", "source=scene,coco", "--out", str(out), "--format", "png,svg"]
+    )
+    assert result.exit_code == 0, result.output
+    written = stores.open_results(out / "similarity.zarr")["similarity"]
+    expected = rsa.model_similarity(features, subset={"source": ["scene", "coco"]}, progress=False)
+    np.testing.assert_allclose(written.values, expected.values, atol=1e-12)
+    for name in ("similarity.csv", "similarity.png", "similarity.svg", "dendrogram.png", "dendrogram.svg"):
+        assert (out / name).stat().st_size > 0
+    bad = CliRunner().invoke(app, ["rsa", str(store), "--subset", "source=moon", "--out", str(out)])
+    assert bad.exit_code == 2 and "selects 0 images" in bad.output
