@@ -1,0 +1,111 @@
+"""Synthetic release-1 ROI files and BIDS runs: files, shapes, labels, TR model, planted truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import xarray as xr
+
+from neurotask.datasets import (
+    ROI_NAMES,
+    bold5000_session_runs,
+    bold5000_trials,
+    make_synthetic_features,
+    open_groundtruth,
+    write_synthetic_bold5000,
+)
+
+MODELS = ["normal", "class_object", "jigsaw"]
+TR_FILES = ("1", "2", "3", "4", "5", "34")
+
+
+@pytest.fixture(scope="module")
+def features() -> xr.DataArray:
+    images = bold5000_trials("CSI1", n_sessions=3).image.unique().tolist()
+    return make_synthetic_features(MODELS, images, n_features=32, seed=1)
+
+
+def heldout_r2(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Least-squares fit (with intercept) on ``train`` trials, R² per voxel on the others."""
+    design = np.column_stack([x, np.ones(len(x))])
+    coef = np.linalg.lstsq(design[train], y[train], rcond=None)[0]
+    residual = y[~train] - design[~train] @ coef
+    return 1 - (residual**2).sum(axis=0) / ((y[~train] - y[~train].mean(axis=0)) ** 2).sum(axis=0)
+
+
+def check_recovery(features: xr.DataArray, truth: xr.Dataset, responses: np.ndarray, voxels: np.ndarray) -> None:
+    """Held-out least-squares R² of each driver's voxels (columns of ``responses``) ≈ planted."""
+    trials = bold5000_trials("CSI1", n_sessions=3)
+    train = trials.session.to_numpy() < 3
+    for model in MODELS:
+        mine = truth.driver.values[voxels] == model
+        if mine.sum() < 10:
+            continue
+        x = features.sel(model=model, image=trials.image.to_numpy()).values.astype(np.float64)
+        r2 = heldout_r2(x, responses[:, mine], train)
+        # p/n ≈ 33/740 costs ≈ 0.035 of held-out R²; the rest covers sampling error over voxels.
+        assert abs(r2.mean() - truth.true_r2.values[voxels][mine].mean()) < 0.08, model
+
+
+def test_release1_files_labels_and_truth(tmp_path: Path, features: xr.DataArray) -> None:
+    truth = write_synthetic_bold5000(tmp_path, features, n_sessions=3, release=1)
+    assert truth.equals(open_groundtruth(tmp_path, "CSI1", release=1))
+    assert (truth.defect.values == "").all()  # ROI files have no NaN voxels
+    trials = bold5000_trials("CSI1", n_sessions=3)
+    mats = {tr: scipy.io.loadmat(tmp_path / "ROIs" / "CSI1" / "mat" / f"CSI1_ROIs_TR{tr}.mat") for tr in TR_FILES}
+    for tr, mat in mats.items():
+        assert sorted(k for k in mat if not k.startswith("__")) == sorted(ROI_NAMES)
+        for roi in ROI_NAMES:
+            assert mat[roi].shape == (len(trials), (truth.roi.values == roi).sum())
+    for roi in ROI_NAMES:
+        np.testing.assert_allclose(mats["34"][roi], (mats["3"][roi] + mats["4"][roi]) / 2, rtol=1e-6, atol=1e-6)
+    names = (tmp_path / "ROIs" / "stim_lists" / "CSI01_stim_lists.txt").read_text().splitlines()
+    expected = [("rep_" if p > 1 else "") + n for n, p in zip(trials.name, trials.presentation)]
+    assert names == expected and sum(n.startswith("rep_") for n in names) == (trials.presentation > 1).sum() > 0
+
+    # Columns of each ROI array are its voxels in roi_index order; planted truth holds on TR34.
+    order = [np.flatnonzero(truth.roi.values == roi)[np.argsort(truth.roi_index.values[truth.roi.values == roi])] for roi in ROI_NAMES]
+    voxels = np.concatenate(order)
+    tr34 = np.concatenate([mats["34"][roi] for roi in ROI_NAMES], axis=1).astype(np.float64)
+    check_recovery(features, truth, tr34, voxels)
+    # TR1 precedes the response: no signal there.
+    tr1 = np.concatenate([mats["1"][roi] for roi in ROI_NAMES], axis=1).astype(np.float64)
+    signal = truth.driver.values[voxels] != ""
+    x = features.sel(model="normal", image=trials.image.to_numpy()).values.astype(np.float64)
+    assert heldout_r2(x, tr1[:, signal], trials.session.to_numpy() < 3).mean() < 0.02
+
+
+def test_bids_runs_events_and_tr_average(tmp_path: Path, features: xr.DataArray) -> None:
+    truth = write_synthetic_bold5000(tmp_path, features, n_sessions=3, release="bids", volume_shape=(14, 16, 14))
+    trials = bold5000_trials("CSI1", n_sessions=3)
+    runs = bold5000_session_runs("CSI1")[:3]
+    averaged = []
+    for session, n_runs in enumerate(runs, start=1):
+        func = tmp_path / "sub-CSI1" / f"ses-{session:02d}" / "func"
+        bolds = sorted(func.glob("*_task-5000scenes_run-*_bold.nii.gz"))
+        assert len(bolds) == n_runs
+        for run in range(1, n_runs + 1):
+            stem = f"sub-CSI1_ses-{session:02d}_task-5000scenes_run-{run:02d}"
+            image = nib.load(func / f"{stem}_bold.nii.gz")
+            assert image.shape == (14, 16, 14, 194) and image.header.get_zooms() == (2.0, 2.0, 2.0, 2.0)
+            events = pd.read_csv(func / f"{stem}_events.tsv", sep="\t")
+            assert list(events.columns) == ["onset", "duration", "Trial", "Sess", "Run", "ImgName", "ImgType"]
+            expected = trials[(trials.session == session) & (trials.run == run)]
+            assert events.ImgName.tolist() == expected.name.tolist()
+            assert set(events.ImgType.str.replace("rep_", "")) <= {"coco", "imagenet", "scenes"}
+            data = np.asarray(image.dataobj)
+            onset_tr = (events.onset.to_numpy() / 2.0).astype(int)
+            averaged.append((data[..., onset_tr + 2] + data[..., onset_tr + 3]) / 2)  # TR3 and TR4 after onset
+    assert (tmp_path / "sub-CSI1" / "ses-01" / "func" / "sub-CSI1_ses-01_task-localizer_run-01_bold.nii.gz").exists()
+    assert (tmp_path / "dataset_description.json").exists()
+    mask = nib.load(tmp_path / "derivatives" / "synthetic" / "sub-CSI1_brainmask.nii.gz").get_fdata() > 0
+    assert mask.sum() == truth.sizes["voxel"]
+    volume = np.concatenate(averaged, axis=3)
+    responses = volume[truth.i.values, truth.j.values, truth.k.values].T.astype(np.float64)
+    check_recovery(features, truth, responses, np.arange(truth.sizes["voxel"]))
+    assert truth.equals(open_groundtruth(tmp_path, "CSI1", release="bids"))
