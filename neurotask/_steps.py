@@ -94,11 +94,30 @@ def _write(path: Path, result: xr.Dataset | xr.DataArray, name: str, parameters:
     stores.write_dataset(path, dataset, parameters=parameters, region_dim=region_dim)
 
 
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _fingerprint(path: str | Path, images: bool) -> str:
+    """A cheap digest of the files under ``path`` (names and sizes): the images, or all but them."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    entries = [
+        (p.relative_to(path).as_posix() if p != path else p.name, p.stat().st_size)
+        for p in files
+        if (p.suffix.lower() in _IMAGE_SUFFIXES) == images
+    ]
+    return _digest(entries)
+
+
 def _settings(ctx: Context, *sections: str, subject: str | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {s: ctx.cfg[s] for s in sections}
     settings["models"] = ctx.cfg["models"]
     if subject is not None:
         settings["subject"] = subject
+    if "extract" in sections and isinstance(ctx.cfg["extract"].get("images"), str):
+        settings["images_files"] = _fingerprint(ctx.cfg["extract"]["images"], images=True)
+    if "ingest" in sections and "root" in ctx.cfg["ingest"]:
+        settings["bold_files"] = _fingerprint(ctx.cfg["ingest"]["root"], images=False)
     features = ctx.path("features")
     if "extract" in sections and "images" not in ctx.cfg["extract"] and stores.is_complete(features):
         settings["features_created"] = stores.open_store(features).attrs.get("created")
@@ -142,7 +161,10 @@ def _noise_ceiling(ctx: Context, subject: str, parameters: dict[str, Any]) -> st
         return _unavailable("noise ceiling")
     if not stores.is_complete(ctx.path("responses", subject)):
         return _missing("responses")
-    ceiling = _call(function, stores.open_responses(ctx.path("responses", subject)))
+    try:
+        ceiling = _call(function, stores.open_responses(ctx.path("responses", subject)))
+    except ValueError as error:  # e.g. too few repeated images: the rest of the analysis goes on
+        return f"skipped: {error}"
     _write(ctx.path("noise_ceiling", subject), ceiling, "noise_ceiling", parameters)
     return "complete"
 

@@ -63,7 +63,7 @@ def demo(
     *,
     full_models: bool = False,
     models: Sequence[str] | None = None,
-    n_images: int = 80,
+    n_images: int = 111,
     subject: str = "CSI1",
     n_permutations: int = 200,
     client: Any = None,
@@ -82,8 +82,8 @@ def demo(
     models : sequence of str, optional
         Explicit models (overrides ``full_models``).
     n_images : int
-        Trials of the synthetic subject (its first ``n_images`` trials in the real order; the
-        stimuli are the images they show).
+        Trials of the synthetic subject, rounded up to whole runs of 37 (at least two): its
+        first trials in the real order; the stimuli are the images they show.
     subject : str
         Whose real trial order the synthetic data follows.
     n_permutations : int
@@ -100,14 +100,17 @@ def demo(
     RunSummary
         Step statuses and the report path.
     """
-    from neurotask.datasets import bold5000_trials, groundtruth_path, write_synthetic_bold5000, write_synthetic_stimuli
+    from neurotask.datasets import (
+        TRIALS_PER_RUN, bold5000_trials, write_synthetic_bold5000, write_synthetic_stimuli,
+    )
     from neurotask.features.registry import TASKS
 
     console = console or _console
     out = Path(out)
     root = out / "bold5000"
     models = list(models or (TASKS if full_models else DEMO_MODELS))
-    trials = bold5000_trials(subject, n_sessions=1, n_trials=n_images)
+    n_runs = max(2, -(-n_images // TRIALS_PER_RUN))  # betas come in whole runs; CV needs two
+    trials = bold5000_trials(subject, n_sessions=1, n_trials=n_runs * TRIALS_PER_RUN)
     names = list(dict.fromkeys(trials["name"]))
     console.print(f"[bold]demo[/bold]: {len(models)} models, {len(names)} images, {len(trials)} trials of synthetic {subject} → {out}")
     write_synthetic_stimuli(root, names=names, subject=subject)
@@ -118,7 +121,7 @@ def demo(
         "subjects": [subject],
         "models": models,
         "ingest": {"root": str(root)},
-        "encode": {"test_fraction": 0.2},
+        "encode": {"test_fraction": 0.2, "cv": min(5, n_runs)},
         "permute": {"n_permutations": n_permutations},
         "partition": {"pairs": [[models[0], models[1]], [models[1], models[-1]]]},
         "cluster": dict(cluster or {}),
@@ -146,7 +149,7 @@ def demo(
         features = outputs(out)["features"] if "images" in config["extract"] else Path(config["extract"]["store"])
         if not stores.is_complete(features):
             console.print("skipped: synthetic BOLD5000 (no features to plant responses on)")
-        elif not groundtruth_path(root, subject).exists():
+        elif not _bold_written(root, subject, len(trials)):
             console.print(f"synthetic BOLD5000 {subject} planted on the features …")
             write_synthetic_bold5000(root, stores.open_features(features), subject, n_sessions=1, n_trials=len(trials))
         summary = run(config, client=client, console=console)
@@ -155,6 +158,15 @@ def demo(
             owned.close()
     console.print(f"[bold green]report:[/bold green] {summary.report}")
     return summary
+
+
+def _bold_written(root: Path, subject: str, n_trials: int) -> bool:
+    from neurotask.datasets import groundtruth_path
+
+    names = root / "derivatives" / "GLMsingle" / subject / f"{subject}_imgnames.txt"
+    if not (groundtruth_path(root, subject).exists() and names.exists()):
+        return False
+    return len([line for line in names.read_text().splitlines() if line.strip()]) == n_trials
 
 
 def _write_toml(path: Path, config: dict[str, Any]) -> None:

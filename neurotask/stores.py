@@ -308,6 +308,10 @@ def open_store(
         )
     drop = [v for v in ds.variables if str(v) == DONE_VARIABLE]
     ds = ds.drop_vars(drop)
+    # zarr v3 strings read back as numpy's StringDType, which numpy 2.4 cannot .astype(str);
+    # fixed-width unicode is what in-memory arrays built from lists of str hold
+    strings = {str(c): ds[c].values.astype(object).astype(str) for c in ds.coords if ds[c].dtype.kind == "T"}
+    ds = ds.assign_coords({c: (ds[c].dims, v) for c, v in strings.items()})
     return ds.drop_dims([d for d in ds.dims if str(d).startswith(_DONE_DIM_PREFIX)], errors="ignore")
 
 
