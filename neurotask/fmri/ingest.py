@@ -73,7 +73,12 @@ def _presentations(images: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return presentation, repeat
 
 
-def _candidates(layout: Layout, mask: str | os.PathLike[str] | nib.spatialimages.SpatialImage | None, resample_mask: bool) -> tuple[dict[str, object], np.ndarray | None]:
+MaskLike = str | os.PathLike[str] | nib.spatialimages.SpatialImage
+
+
+def _candidates(
+    layout: Layout, mask: MaskLike | None, resample_mask: bool
+) -> tuple[dict[str, object], np.ndarray | None]:
     """Candidate voxels (the binarized brain mask) as coords and read indices, plus the mask volume."""
     if layout.grid is None:  # release 1: columns of the ROI matrices
         n = layout.column_roi.size
@@ -91,7 +96,10 @@ def _candidates(layout: Layout, mask: str | os.PathLike[str] | nib.spatialimages
     if not volume.any():
         raise ValueError(f"the brain mask ({source}) holds no voxel; pass a mask= that covers the brain")
     ijk = np.nonzero(volume)
-    rois = {name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}") for name, path in layout.roi_files.items()}
+    rois = {
+        name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}")
+        for name, path in layout.roi_files.items()
+    }
     labels, overlaps = roi_labels(rois, ijk) if rois else (None, 0)
     if overlaps:
         logger.info("%d voxels lie in several ROIs: labeled with the first in canonical order", overlaps)
@@ -146,7 +154,7 @@ def load_bold5000(
     release: int | str = 2,
     store: str | os.PathLike[str] | None = None,
     *,
-    mask: str | os.PathLike[str] | nib.spatialimages.SpatialImage | None = None,
+    mask: MaskLike | None = None,
     normalize: str | None = "session",
     betas: str = "TYPED",
     tr: int | Sequence[int] = (3, 4),
@@ -278,7 +286,8 @@ def _write(
         "affine": json.dumps(layout.grid.affine.tolist() if layout.grid is not None else None),
         "volume_shape": list(layout.grid.shape) if layout.grid is not None else [],
         "mask_sha256": sha256_array(final_mask) if volume is not None else sha256_array(keep),
-        "mask_source": candidates["mask"], "roi_overlaps": candidates.get("roi_overlaps", 0), "dropped_voxels": json.dumps(dropped), "normalization": normalize,
+        "mask_source": candidates["mask"], "roi_overlaps": candidates.get("roi_overlaps", 0),
+        "dropped_voxels": json.dumps(dropped), "normalization": normalize,
         **{key: json.dumps(value) if not isinstance(value, (str, int)) else value for key, value in layout.details.items()},
     }
     writer = RegionWriter(
