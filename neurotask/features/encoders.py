@@ -1,0 +1,303 @@
+"""Taskonomy encoders: ``visualpriors``' ``TaskonomyEncoder``, built, loaded, cached and run.
+
+The architecture comes from ``visualpriors`` (a ResNet-50 trunk compressed to 8 x 16 x 16 for a
+256 x 256 input); only ``colorization`` differs: its published checkpoint was trained on one input
+channel, so its first convolution is rebuilt with one input channel (``visualpriors`` builds three
+and fails with a size mismatch on ``conv1.weight``).
+
+Two defects of ``visualpriors`` 0.3.5 are avoided rather than patched: it calls
+``torch.utils.model_zoo.load_url`` without importing ``torch.utils.model_zoo`` (an
+AttributeError in recent torch), and it relies on ``torch.load``'s old default
+``weights_only=False``. Here checkpoints are read with ``torch.load(weights_only=True)`` from
+files verified by sha256 (:mod:`neurotask.features.weights`); :func:`fix_visualpriors` makes
+the package's own functions usable for comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from visualpriors.taskonomy_network import TaskonomyEncoder
+
+from neurotask.features.registry import INPUTS, resolve_task
+from neurotask.features.weights import Checkpoint, WeightsError, resolve_weights
+
+__all__ = [
+    "ENCODER",
+    "OUTPUT_SHAPE",
+    "N_FEATURES",
+    "MODEL_CACHE_SIZE",
+    "build_encoder",
+    "random_state_dict",
+    "load_encoder",
+    "cached_encoder",
+    "cache_info",
+    "clear_cache",
+    "encode",
+    "resolve_device",
+    "fix_visualpriors",
+]
+
+#: What the features store records as its encoder.
+ENCODER = "visualpriors.TaskonomyEncoder (ResNet-50 trunk, compress1 to 8x16x16 for 256x256 inputs)"
+OUTPUT_SHAPE = (8, 16, 16)
+N_FEATURES = int(np.prod(OUTPUT_SHAPE))
+
+#: Encoders kept per process by :func:`cached_encoder` (``NEUROTASK_MODEL_CACHE`` overrides);
+#: ~95 MB each, so all 25 fit in ~2.4 GB.
+MODEL_CACHE_SIZE = int(os.environ.get("NEUROTASK_MODEL_CACHE", "25"))
+
+
+def fix_visualpriors() -> None:
+    """Make ``visualpriors.representation_transform`` work on recent torch.
+
+    Imports ``torch.utils.model_zoo``, which the package uses without importing. Its default
+    loader still cannot build ``colorization`` (use :func:`load_encoder`).
+    """
+    import torch.utils.model_zoo  # noqa: F401
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → ``cuda`` when available, else ``cpu``; any other torch device string as is."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return resolved
+
+
+def build_encoder(task: str, *, normalize_outputs: bool = True) -> TaskonomyEncoder:
+    """An untrained encoder for a task, in eval mode, without gradients.
+
+    Parameters
+    ----------
+    task : str
+        Task name or alias; ``colorization`` gets a 1-input-channel ``conv1``.
+    normalize_outputs : bool
+        Apply ``visualpriors``' final GroupNorm (its default for representations).
+
+    Returns
+    -------
+    visualpriors.taskonomy_network.TaskonomyEncoder
+    """
+    task = resolve_task(task)
+    encoder = TaskonomyEncoder(normalize_outputs=normalize_outputs, eval_only=True)
+    if INPUTS[task] == "lightness":
+        encoder.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=0, bias=False)
+        encoder.conv1.weight.requires_grad_(False)
+    return encoder.eval()
+
+
+def random_state_dict(task: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random float32 weights for a task's encoder (tests and demos).
+
+    Convolutions are He-normal (fan-out); batch norms get random affine parameters and running
+    statistics, so loading them is visible in the output; the last batch norm of each residual
+    branch is scaled down (as zero-init residual schemes do) to keep activations O(1).
+    """
+    rng = np.random.default_rng(seed)  # numpy's generator: ~4x faster than torch's for 23M values
+    with torch.device("meta"):  # shapes only: no time spent on the module's own init
+        template = build_encoder(task).state_dict()
+    state = {}
+    for name, meta in template.items():
+        shape = tuple(meta.shape)
+        if not meta.is_floating_point():
+            state[name] = torch.zeros(shape, dtype=meta.dtype)
+            continue
+        if meta.ndim == 4:
+            fan_out = shape[0] * shape[2] * shape[3]
+            values = rng.standard_normal(shape, dtype=np.float32) * np.float32((2 / fan_out) ** 0.5)
+        elif name.endswith("running_var"):
+            values = 0.5 + rng.random(shape, dtype=np.float32)
+        elif name.endswith("running_mean") or name.endswith(".bias"):
+            values = 0.1 * rng.standard_normal(shape, dtype=np.float32)
+        else:  # batch-norm weights
+            scale = 0.2 if name.endswith("bn3.weight") else 1.0
+            values = scale * (0.5 + rng.random(shape, dtype=np.float32))
+        state[name] = torch.from_numpy(np.asarray(values, dtype=np.float32))
+    return state
+
+
+def _read_state_dict(checkpoint: Checkpoint) -> Mapping[str, torch.Tensor]:
+    try:
+        loaded: Any = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle errors come in many types
+        if checkpoint.kind != "published":
+            raise WeightsError(f"cannot read checkpoint {str(checkpoint.path)!r}: {error}") from error
+        # the published files are verified against visualpriors' hashes, so trusted
+        loaded = torch.load(checkpoint.path, map_location="cpu", weights_only=False)
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(
+            f"checkpoint {str(checkpoint.path)!r} holds no state dict (expected {{'state_dict': {{name: tensor}}}})"
+        )
+    return state
+
+
+def _check_shapes(task: str, encoder: nn.Module, state: Mapping[str, torch.Tensor], path: str) -> None:
+    expected = {name: tuple(t.shape) for name, t in encoder.state_dict().items()}
+    got = {name: tuple(t.shape) for name, t in state.items()}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = {n: (got[n], expected[n]) for n in expected if n in got and got[n] != expected[n]}
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            [f"{n}: checkpoint {g}, expected {e}" for n, (g, e) in list(wrong.items())[:5]]
+            + ([f"missing {missing[:5]}"] if missing else [])
+            + ([f"unexpected {unexpected[:5]}"] if unexpected else [])
+        )
+        raise WeightsError(
+            f"checkpoint {path!r} does not fit the {task!r} encoder ({detail}); the {task!r} encoder expects "
+            f"conv1.weight of shape {expected['conv1.weight']}. Is it another task's or network's checkpoint?"
+        )
+
+
+def load_encoder(
+    task: str,
+    weights: str | os.PathLike[str] | Checkpoint | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    normalize_outputs: bool = True,
+    channels_last: bool = True,
+) -> TaskonomyEncoder:
+    """Build a task's encoder and load its verified checkpoint.
+
+    Parameters
+    ----------
+    task : str
+        Task name or alias.
+    weights : path-like or Checkpoint, optional
+        A checkpoint directory (see :func:`neurotask.features.weights.resolve_weights`) or an
+        already resolved :class:`~neurotask.features.weights.Checkpoint`.
+    device : str or torch.device
+        Where the module lives (``"auto"`` allowed).
+    normalize_outputs : bool
+        Apply the final GroupNorm, as ``visualpriors.representation_transform`` does.
+    channels_last : bool
+        Run the convolutions channels-last (NHWC): 1.8-4x faster on CPU, same operations in
+        another summation order, so outputs differ from the NCHW layout ``visualpriors`` uses by
+        float32 rounding (up to ~3e-4 after the GroupNorm on random weights). ``False`` gives
+        ``visualpriors``' exact numbers.
+
+    Returns
+    -------
+    visualpriors.taskonomy_network.TaskonomyEncoder
+        In eval mode, without gradients.
+
+    Raises
+    ------
+    WeightsError
+        If the checkpoint is missing, corrupt or does not fit (naming the task and expected shape).
+    """
+    task = resolve_task(task)
+    checkpoint = weights if isinstance(weights, Checkpoint) else resolve_weights(task, weights)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        encoder = build_encoder(task, normalize_outputs=normalize_outputs)
+    state = _read_state_dict(checkpoint)
+    _check_shapes(task, encoder, state, str(checkpoint.path))
+    encoder.load_state_dict(state, strict=True, assign=True)
+    encoder = encoder.to(resolve_device(device))
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    encoder.channels_last = channels_last  # read by encode() to lay out its input alike
+    return encoder
+
+
+_CACHE: OrderedDict[tuple[Any, ...], TaskonomyEncoder] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_STATS = {"loads": 0, "hits": 0}
+
+
+def cached_encoder(
+    checkpoint: Checkpoint,
+    *,
+    device: str | torch.device = "cpu",
+    normalize_outputs: bool = True,
+    channels_last: bool = True,
+) -> TaskonomyEncoder:
+    """:func:`load_encoder`, cached per process by (task, file, sha256, device, options).
+
+    Each Dask worker process thus loads a model once, however many image batches it encodes;
+    the least recently used model is dropped beyond :data:`MODEL_CACHE_SIZE`.
+    """
+    device = resolve_device(device)
+    key = (checkpoint.task, str(checkpoint.path), checkpoint.sha256, str(device), normalize_outputs, channels_last)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _STATS["hits"] += 1
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        encoder = load_encoder(
+            checkpoint.task, checkpoint, device=device, normalize_outputs=normalize_outputs,
+            channels_last=channels_last,
+        )
+        _STATS["loads"] += 1
+        _CACHE[key] = encoder
+        while len(_CACHE) > MODEL_CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return encoder
+
+
+def cache_info() -> dict[str, int]:
+    """This process's encoder cache: ``loads``, ``hits`` and ``size``."""
+    return {**_STATS, "size": len(_CACHE)}
+
+
+def clear_cache() -> None:
+    """Drop every cached encoder and reset the counters."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _STATS.update(loads=0, hits=0)
+
+
+def encode(encoder: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """Run an encoder on a batch of preprocessed images.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        From :func:`load_encoder` (its device is used).
+    inputs : numpy.ndarray of float32, shape (n, 256, 256, channels)
+        Images in [-1, 1], channels last (3 for RGB, 1 for colorization's L*).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n, 2048)
+        The (8, 16, 16) output of each image flattened in C order: feature ``c * 256 + y * 16 + x``.
+    """
+    device = next(encoder.parameters()).device
+    # an NHWC array seen as NCHW is already channels-last in memory; the input's layout picks
+    # the convolution kernels, so an NCHW encoder gets an NCHW input
+    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).permute(0, 3, 1, 2)
+    if not getattr(encoder, "channels_last", False):
+        x = x.contiguous()
+    x = x.to(device)
+    with torch.inference_mode(), _full_float32(device):
+        y = encoder(x)
+    return y.contiguous().reshape(y.shape[0], -1).float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def _full_float32(device: torch.device) -> Iterator[None]:
+    # TF32 convolutions (cuDNN's default) change features at ~1e-3: keep float32 on GPUs
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
