@@ -19,6 +19,7 @@ as neither, computed exactly by an O(P log P) merge count (:func:`scipy.stats.ke
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -65,6 +66,7 @@ COMPARE_METHODS: dict[str, str] = {
 #: scipy linkage methods valid on a non-Euclidean dissimilarity.
 LINKAGE_METHODS: tuple[str, ...] = ("average", "complete", "single", "weighted")
 
+_STRIP_ROWS = 512  # image rows per GEMM strip of an RDM (4916 images: 20 MB per strip)
 _PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25 models: 52 MB)
 
 
@@ -207,22 +209,22 @@ def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarr
         if method == "correlation":
             y -= y.mean(axis=1, keepdims=True)
         y /= np.sqrt(np.einsum("ij,ij->i", y, y))[:, None]
-    # 2. one GEMM; row i right of the diagonal is the condensed stretch of image i
-    gram = y @ y.T
-    del y
+    # 2. GEMMs over strips of rows, each against the images from its first row on: half the
+    #    flops of a full Gram matrix, and a strip (not n × n) in memory
     n = len(x)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
     start = 0
-    for i in range(n - 1):
-        stop = start + n - 1 - i
-        out[start:stop] = gram[i, i + 1 :]
-        if method == "euclidean":
-            squared = norms[i] + norms[i + 1 :] - 2.0 * out[start:stop]
-            out[start:stop] = np.sqrt(np.maximum(squared, 0.0))
-        start = stop
-    del gram
-    if method != "euclidean":
-        np.subtract(1.0, out, out=out)
+    for first in range(0, n - 1, _STRIP_ROWS):
+        strip = y[first : first + _STRIP_ROWS] @ y[first:].T
+        for row in range(strip.shape[0]):
+            i = first + row
+            stop = start + n - 1 - i
+            products = strip[row, row + 1 :]
+            if method == "euclidean":
+                np.sqrt(np.maximum(norms[i] + norms[i + 1 :] - 2.0 * products, 0.0), out=out[start:stop])
+            else:
+                np.subtract(1.0, products, out=out[start:stop])
+            start = stop
     return out
 
 
@@ -447,13 +449,11 @@ def rdm(
 
 
 def _current_client(client: Any) -> Any:
-    if client is not None:
+    if client is not None or "distributed" not in sys.modules:  # no import: nobody made a client
         return client
     try:
-        from distributed import default_client
-
-        return default_client()
-    except (ImportError, ValueError):
+        return sys.modules["distributed"].default_client()
+    except ValueError:
         return None
 
 

@@ -64,6 +64,14 @@ def test_rdm_equals_scipy_pdist(features, method):
     np.testing.assert_allclose(computed, _reference_rdms(features, method), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("method", sorted(rsa.RDM_METHODS))
+def test_rdm_strips_cover_every_pair(features, monkeypatch, method):
+    """RDMs are computed in strips of rows; uneven strips (7 rows, 60 images) must tile the triangle."""
+    monkeypatch.setattr(rsa, "_STRIP_ROWS", 7)
+    computed = rsa.rdm(features.isel(model=[0, 1]), method).values
+    np.testing.assert_allclose(computed, _reference_rdms(features.isel(model=[0, 1]), method), rtol=0, atol=1e-9)
+
+
 def test_rdm_equals_rsatoolbox(features):
     ours = rsa.rdm(features, "correlation").values
     np.testing.assert_allclose(ours, _rsatoolbox_rdms(features, "correlation").get_vectors(), rtol=0, atol=1e-9)
