@@ -113,6 +113,7 @@ def plot_brain_map(
     plotting.plot_stat_map(
         image, bg_img=None, display_mode=display_mode, cut_coords=cut_coords, figure=figure, title=title,
         threshold=threshold if threshold is not None else 1e-6, cmap=cmap, colorbar=True, draw_cross=False,
+        resampling_interpolation="nearest",
     )
     return figure
 

@@ -178,17 +178,25 @@ def _refit_null(
     y_test: np.ndarray,
     statistic: str,
 ) -> np.ndarray:
-    """Null statistics ``(permutation, 1, voxel)`` of the refit method for one model."""
-    y_train = y_train.astype(np.float32)
-    y_test = y_test.astype(np.float64)
-    train_mean = y_train.mean(axis=0, dtype=np.float64)
+    """Null statistics ``(permutation, 1, voxel)`` of the refit method for one model.
+
+    Voxels are sorted by alpha once, so each alpha's voxels are a contiguous slice: per
+    permutation, one row gather of the training responses and one GEMM per distinct alpha.
+    """
+    order = np.argsort(alpha_index, kind="stable")
+    bounds = np.searchsorted(alpha_index[order], np.arange(hats.shape[0] + 1))
+    y_sorted = np.ascontiguousarray(y_train[:, order], dtype=np.float32)
+    y_test_sorted = y_test[:, order].astype(np.float64)
+    train_mean = y_sorted.mean(axis=0, dtype=np.float64)
+    prediction = np.empty((hats.shape[1], y_sorted.shape[1]), dtype=np.float32)
     out = np.empty((perms.shape[0], 1, y_train.shape[1]), dtype=np.float32)
-    for index in np.unique(alpha_index):
-        cols = np.flatnonzero(alpha_index == index)
-        y_cols = np.ascontiguousarray(y_train[:, cols])
-        for p, perm in enumerate(perms):
-            prediction = train_mean[cols] + hats[index] @ y_cols[perm]
-            out[p, 0, cols] = _score(prediction, y_test[:, cols], statistic)
+    for p, perm in enumerate(perms):
+        permuted = y_sorted[perm]
+        for index in range(hats.shape[0]):
+            cols = slice(bounds[index], bounds[index + 1])
+            if cols.start < cols.stop:
+                np.matmul(hats[index], permuted[:, cols], out=prediction[:, cols])
+        out[p, 0, order] = _score(train_mean + prediction, y_test_sorted, statistic)
     return out
 
 
@@ -257,8 +265,8 @@ def _shuffle_test_null(
     predictions: xr.DataArray, test_responses: xr.DataArray, perms: np.ndarray, statistic: str,
     voxel_chunk: int, permutation_block: int,
 ) -> tuple[da.Array, da.Array]:
-    pred = _as_dask(predictions.astype(np.float32), (-1, -1, voxel_chunk))
-    resp = _as_dask(test_responses.astype(np.float32), (-1, voxel_chunk))
+    pred = _as_dask(predictions.astype(np.float32, copy=False), (-1, -1, voxel_chunk))
+    resp = _as_dask(test_responses.astype(np.float32, copy=False), (-1, voxel_chunk))
 
     def part(index: int) -> Callable:
         return lambda p, r: _prepare(p, r, statistic)[index]
@@ -298,7 +306,7 @@ def _refit_test_null(
     if features is None:
         raise ValueError("method='refit' needs features=... (model, image, feature): the refit uses the design.")
     standardize = _refit_parameters(results)
-    y = _as_dask(responses.astype(np.float32), (-1, voxel_chunk))
+    y = _as_dask(responses.astype(np.float32, copy=False), (-1, voxel_chunk))
     y_train, y_test = y[np.flatnonzero(~is_test)], y[np.flatnonzero(is_test)]
     perms_dask = da.from_array(perms, chunks=(permutation_block, -1))
     identity = da.from_array(np.arange(perms.shape[1])[None], chunks=(1, -1))
