@@ -36,7 +36,7 @@ from neurotask.datasets.synthetic_planted import (
     write_groundtruth,
 )
 from neurotask.datasets.synthetic_layouts import write_bids, write_release1
-from neurotask.datasets.synthetic_stimuli import _progress, write_synthetic_stimuli
+from neurotask.datasets.synthetic_stimuli import progress_bar, write_synthetic_stimuli
 
 __all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
 
@@ -68,7 +68,7 @@ def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progr
     noise_sd = brain.noise_sd.astype(np.float32)[:, None]
     gain = brain.gain.astype(np.float32)[:, None]
     baseline = brain.baseline.astype(np.float32)[:, None]
-    with _progress(progress, int(sessions.max()), f"{subject} sessions") as advance:
+    with progress_bar(progress, int(sessions.max()), f"{subject} sessions") as advance:
         for session in range(1, int(sessions.max()) + 1):
             trials = np.flatnonzero(sessions == session)
             rng = np.random.default_rng([brain.seed, 2, session])

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.io
 
 from neurotask.datasets.synthetic_planted import ROI_NAMES, PlantedBrain, save_nifti
-from neurotask.datasets.synthetic_stimuli import _progress
+from neurotask.datasets.synthetic_stimuli import progress_bar
 
 __all__ = ["HRF_BY_TR", "BIDS_TR", "BIDS_RUN_TRS", "write_release1", "write_bids"]
 
@@ -78,7 +78,7 @@ def write_release1(brain: PlantedBrain, root: Path, *, progress: bool = False) -
     by_tr["34"] = (by_tr["3"] + by_tr["4"]) / 2
     written = []
     bounds = np.cumsum([0] + [c.size for c in columns.values()])
-    with _progress(progress, len(by_tr), f"{subject} release-1 ROI files") as advance:
+    with progress_bar(progress, len(by_tr), f"{subject} release-1 ROI files") as advance:
         for tr, values in by_tr.items():
             path = mat_dir / f"{subject}_ROIs_TR{tr}.mat"
             arrays = {roi: values[:, a:b].astype(np.float32) for roi, a, b in zip(ROI_NAMES, bounds[:-1], bounds[1:])}
@@ -127,7 +127,7 @@ def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> li
     noise_sd = (np.sqrt(2.0) * brain.noise_sd)[:, None]
     hrf = np.asarray(HRF_BY_TR)
     runs = brain.trials.groupby(["session", "run"], sort=True)
-    with _progress(progress, runs.ngroups, f"{subject} BIDS runs") as advance:
+    with progress_bar(progress, runs.ngroups, f"{subject} BIDS runs") as advance:
         for (session, run), run_trials in runs:
             func = root / f"sub-{subject}" / f"ses-{session:02d}" / "func"
             func.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +237,7 @@ def write_synthetic_stimuli(
         n_gray = max(n_gray, 1)
     gray = set(np.random.default_rng(seed).choice(len(chosen), size=n_gray, replace=False).tolist())
     paths = []
-    with _progress(progress, len(chosen), "stimuli") as advance:
+    with progress_bar(progress, len(chosen), "stimuli") as advance:
         for index, name in enumerate(chosen):
             path = stimulus_path(root, name)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,22 +250,14 @@ def write_synthetic_stimuli(
     return paths
 
 
-class _progress:
-    """A rich progress bar as a context manager yielding ``advance()``; silent when disabled."""
+@contextmanager
+def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[], None]]:
+    """A rich progress bar yielding its ``advance()``; a no-op when not ``enabled``."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import Progress
 
-    def __init__(self, enabled: bool, total: int, description: str) -> None:
-        self.enabled, self.total, self.description = enabled, total, description
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=False)
-        self._bar.start()
-        task = self._bar.add_task(self.description, total=self.total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.stop()
+    with Progress() as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
