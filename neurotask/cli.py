@@ -325,3 +325,178 @@ def rsa_command(
         f"{out}: {compare} similarity of {method} RDMs for {sim.sizes['model']} models on "
         f"{sim.attrs['n_images']} images ({sim.attrs['subset']}); tree: {', '.join(tree.leaves)}"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# feature extraction (features area)
+
+
+@app.command()
+def extract(
+    images: Annotated[Path, typer.Argument(help="Image directory tree, BOLD5000 stimuli root, or one image.")],
+    out: Annotated[Path, typer.Option("--out", help="Features store to write (zarr), e.g. features.zarr.")],
+    models: Annotated[str, typer.Option("--models", help="'all' or comma-separated tasks/aliases.")] = "all",
+    weights: Annotated[
+        Optional[Path], typer.Option("--weights", help="Checkpoint directory (then $NEUROTASK_WEIGHTS, hub cache, download).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
+    on_error: Annotated[str, typer.Option("--on-error", help="Undecodable images: raise, or skip and list them.")] = "raise",
+    exact: Annotated[
+        bool, typer.Option("--exact", help="NCHW layout: visualpriors' exact numbers (slower on CPU).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store written with other options.")] = False,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = "local",
+    workers: WorkersOption = None,
+) -> None:
+    """Encode images with Taskonomy encoders into a (model x image x feature) store, resumably.
+
+    Without --scheduler/--workers/--cluster slurm it runs in this process on all cores (or the GPU).
+    """
+    import json
+
+    from neurotask.features import extract_features
+    from neurotask.stores import StoreError
+
+    options = dict(
+        weights=weights, batch_size=batch_size, device=device, on_error=on_error, channels_last=not exact,
+        overwrite=overwrite,
+    )
+    try:
+        if scheduler is None and workers is None and cluster == "local":
+            feats = extract_features(images, models, out, **options)
+        else:
+            with cluster_client(scheduler, cluster, workers) as client:
+                feats = extract_features(images, models, out, client=client, **options)
+    except (ValueError, StoreError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    skipped = len(json.loads(feats.attrs["skipped_files"]))
+    typer.echo(
+        f"{out}: {feats.sizes['model']} models x {feats.sizes['image']} images x {feats.sizes['feature']} features "
+        f"(weights: {feats.attrs['weights_kind']}; {len(json.loads(feats.attrs['grayscale_images']))} grayscale, "
+        f"{skipped} skipped)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# statistics (stats area): permutation nulls + FDR, variance partitioning
+
+
+def _stats_client(scheduler: str | None, cluster: str, workers: int | None):
+    """A cluster client context when cluster options were given, else a no-op (in-process)."""
+    from contextlib import nullcontext
+
+    if scheduler is None and workers is None and cluster == "local":
+        return nullcontext(None)
+    return cluster_client(scheduler, cluster, workers)
+
+
+@app.command()
+def permute(
+    results: Annotated[Path, typer.Argument(help="Encoding results store written by `neurotask encode`.")],
+    responses: Annotated[Path, typer.Option("--responses", help="The responses store the results were fitted on.")],
+    features: Annotated[Path, typer.Option("--features", help="The features store the results were fitted on.")],
+    out: Annotated[Path, typer.Option("--out", help="Store to write p, q, significant (zarr), e.g. permutation.zarr.")],
+    permutations: Annotated[int, typer.Option("--permutations", min=1, help="Number of permutations.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
+    method: Annotated[str, typer.Option("--method", help="shuffle-test (permute test rows) or refit.")] = "shuffle-test",
+    statistic: Annotated[str, typer.Option("--statistic", help="r or r2.")] = "r",
+    q: Annotated[float, typer.Option("--q", help="FDR level (Benjamini-Hochberg, per model).")] = 0.05,
+    fwer: Annotated[bool, typer.Option("--fwer", help="Also the max-statistic FWER threshold and p-values.")] = False,
+    figure: Annotated[Optional[Path], typer.Option("--figure", help="Write the significant-voxel counts figure here.")] = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = "local",
+    workers: WorkersOption = None,
+) -> None:
+    """Voxelwise permutation p-values of an encoding fit, with BH-FDR significance per model."""
+    from neurotask.stats import permutation_test
+    from neurotask.stores import StoreError, open_features, open_responses, open_results, write_dataset
+
+    try:
+        fit, resp, feats = open_results(results), open_responses(responses), open_features(features)
+        with _stats_client(scheduler, cluster, workers) as client:
+            perm = permutation_test(
+                fit, resp, feats, n_permutations=permutations, seed=seed, method=method, statistic=statistic, q=q,
+                fwer=fwer, client=client, progress=True,
+            )
+    except (ValueError, StoreError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    parameters = {"results": str(results), "responses": str(responses), "features": str(features), **perm.attrs}
+    write_dataset(out, perm, parameters=parameters, chunks={"voxel": 4096}, region_dim="voxel")
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from neurotask.plotting import plot_significant_counts
+
+        plot_significant_counts(perm).savefig(figure, dpi=150, bbox_inches="tight")
+    counts = perm.significant.sum("voxel").to_series()
+    typer.echo(f"{out}: {method} null, {permutations} permutations, {statistic}; significant voxels at FDR q={q} "
+               f"(of {perm.sizes['voxel']}):")
+    for model, count in counts.sort_values(ascending=False).items():
+        typer.echo(f"  {model}: {int(count)}")
+
+
+@app.command()
+def partition(
+    features: Annotated[Path, typer.Argument(help="Features store.")],
+    responses: Annotated[Path, typer.Argument(help="Responses store.")],
+    out: Annotated[Path, typer.Option("--out", help="Store to write the partition (zarr), e.g. partition.zarr.")],
+    pair: Annotated[
+        Optional[list[str]], typer.Option("--pair", help="A model pair 'a,b' (repeatable); default all pairs.")
+    ] = None,
+    results: Annotated[
+        Optional[Path], typer.Option("--results", help="Encoding results store whose single-model fits to reuse.")
+    ] = None,
+    banded: Annotated[bool, typer.Option("--banded", help="Joint fit with a separate alpha per space.")] = False,
+    ceiling: Annotated[bool, typer.Option("--ceiling", help="Also scores as fractions of the noise ceiling.")] = False,
+    cv: Annotated[int, typer.Option("--cv", min=2, help="Folds of the session-grouped CV choosing alphas.")] = 5,
+    figure: Annotated[Optional[Path], typer.Option("--figure", help="Write the variance-partitioning chart here.")] = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = "local",
+    workers: WorkersOption = None,
+) -> None:
+    """Unique and shared variance and transfer scores for pairs of models (fits A, B and A∪B)."""
+    from neurotask.stats import variance_partition
+    from neurotask.stores import StoreError, open_features, open_responses, open_results, write_dataset
+
+    pairs: Any = "all"
+    if pair:
+        pairs = [tuple(p.split(",")) for p in pair]
+        if any(len(p) != 2 for p in pairs):
+            raise typer.BadParameter("--pair takes two model names separated by a comma, e.g. normal,depth_zbuffer")
+    try:
+        feats, resp = open_features(features), open_responses(responses)
+        fit = open_results(results) if results is not None else None
+        noise = None
+        if ceiling:
+            from neurotask.fmri import noise_ceiling
+
+            noise = noise_ceiling(resp)
+        with _stats_client(scheduler, cluster, workers) as client:
+            vp = variance_partition(feats, resp, pairs, results=fit, banded=banded, ceiling=noise, cv=cv, client=client)
+            vp = vp.compute()
+    except (ValueError, StoreError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    parameters = {"features": str(features), "responses": str(responses), "pairs": [str(p) for p in vp.pair.values],
+                  "banded": banded, "cv": cv, "results": str(results) if results else None}
+    write_dataset(out, vp, parameters=parameters, chunks={"voxel": 4096}, region_dim="voxel")
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from neurotask.plotting import plot_variance_partition
+
+        plot_variance_partition(vp).savefig(figure, dpi=150, bbox_inches="tight")
+    typer.echo(f"{out}: means over {vp.sizes['voxel']} voxels")
+    typer.echo(f"  {'pair':40s} {'r2_a':>7s} {'r2_b':>7s} {'r2_ab':>7s} {'uniq_a':>7s} {'uniq_b':>7s} {'shared':>7s} "
+               f"{'A->B':>6s} {'B->A':>6s}")
+    for name in vp.pair.values:
+        row = vp.sel(pair=name)
+        values = [float(row[f"{v}_mean"]) for v in ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")]
+        transfer = [float(row[f"transfer_{d}_mean"]) for d in ("a_to_b", "b_to_a")]
+        typer.echo(f"  {str(name):40s} " + " ".join(f"{v:7.4f}" for v in values) + " " + " ".join(f"{t:6.2f}" for t in transfer))
