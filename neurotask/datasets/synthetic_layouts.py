@@ -23,7 +23,8 @@ BIDS (OpenNeuro ds001499), under ``root``::
     sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_events.tsv     onset, duration, Trial,
                                                                                  Sess, Run, ImgName, ImgType
     sub-<SUBJ>/ses-01/func/sub-<SUBJ>_ses-01_task-localizer_run-01_bold.nii.gz      (+ events; loaders skip it)
-    derivatives/synthetic/sub-<SUBJ>_brainmask.nii.gz, sub-<SUBJ>_groundtruth.nc
+    derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz                          brain mask (as in release 2)
+    derivatives/synthetic/sub-<SUBJ>_groundtruth.nc                             planted truth
 
 Trial ``j`` (0-based) of a run has its onset at ``6 + 10 j`` s, i.e. at volume ``3 + 5 j``; the
 ``k``-th TR after it is volume ``onset / 2 + k − 1``. BOLD values are a scanner-like baseline
@@ -115,9 +116,10 @@ def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> li
     root.mkdir(parents=True, exist_ok=True)
     description.write_text(json.dumps({"Name": "synthetic BOLD5000 (neurotask)", "BIDSVersion": "1.8.0"}, indent=2))
     written = [description]
-    derivatives = root / "derivatives" / "synthetic"
+    # The brain mask sits where BOLD5000 keeps it (next to the GLMsingle betas).
+    derivatives = root / "derivatives" / "GLMsingle" / subject
     derivatives.mkdir(parents=True, exist_ok=True)
-    mask = derivatives / f"sub-{subject}_brainmask.nii.gz"
+    mask = derivatives / f"{subject}_brainmask.nii.gz"
     save_nifti(brain.mask_volume(), brain.affine, mask)
     written.append(mask)
 

@@ -103,7 +103,7 @@ def test_bids_runs_events_and_tr_average(tmp_path: Path, features: xr.DataArray)
             averaged.append((data[..., onset_tr + 2] + data[..., onset_tr + 3]) / 2)  # TR3 and TR4 after onset
     assert (tmp_path / "sub-CSI1" / "ses-01" / "func" / "sub-CSI1_ses-01_task-localizer_run-01_bold.nii.gz").exists()
     assert (tmp_path / "dataset_description.json").exists()
-    mask = nib.load(tmp_path / "derivatives" / "synthetic" / "sub-CSI1_brainmask.nii.gz").get_fdata() > 0
+    mask = nib.load(tmp_path / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_brainmask.nii.gz").get_fdata() > 0
     assert mask.sum() == truth.sizes["voxel"]
     volume = np.concatenate(averaged, axis=3)
     responses = volume[truth.i.values, truth.j.values, truth.k.values].T.astype(np.float64)
