@@ -174,3 +174,16 @@ def test_errors_name_the_argument(small_fit):
         permutation_test(results, responses)
     with pytest.raises(ValueError, match="n_permutations"):
         permutation_test(results, responses, predictions=prediction, n_permutations=0)
+
+
+def test_with_the_encoding_fit_and_predict(small_fit, encoding_fit):
+    """Predictions come from nt.encoding.predict (lazy); the refit operator reproduces the fit's test r."""
+    features, responses, _, _, drivers = small_fit
+    fit = encoding_fit(features, responses, cv=3, progress=False)
+    perm = permutation_test(fit, responses, features, n_permutations=199, seed=1)
+    np.testing.assert_allclose(perm.observed, fit.r, atol=1e-4)  # float32 solvers on both sides
+    refit = permutation_test(fit, responses, features, method="refit", n_permutations=9, seed=1)
+    # 1e-3: at alpha = 1e7 the predictions are ~1e-7 of the responses and the fit's float32 solver
+    # loses ~3e-4 in r there (our float64-built operator agrees with sklearn's Ridge to 1e-7)
+    np.testing.assert_allclose(refit.observed, fit.r, atol=1e-3)
+    assert perm.significant.sel(model="normal").values[drivers == "normal"].mean() > 0.8
