@@ -28,8 +28,8 @@ from neurotask.datasets.synthetic_planted import (
     N_SESSIONS,
     ROI_NAMES,
     VOLUME_SHAPES,
-    bold5000_trials,
     PlantedBrain,
+    bold5000_trials,
     groundtruth_path,
     plant,
     save_nifti,
@@ -40,6 +40,8 @@ from neurotask.datasets.synthetic_stimuli import progress_bar, write_synthetic_s
 
 __all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
 
+#: The layouts write_synthetic_bold5000 can write.
+RELEASES = (2, 1, "bids")
 #: The ROI names BOLD5000 uses in release-2 mask file names where they differ from the canonical ones.
 RELEASE2_ROI_FILE_NAMES = {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHRSC": "RHRRSC"}
 _TRIAL_CHUNK = 64  # trials generated at once: bounds the noise buffer to (brain voxels × 64)
@@ -193,10 +195,6 @@ def write_synthetic_bold5000(
     truth = brain.groundtruth(release, [p.relative_to(root).as_posix() for p in files])
     write_groundtruth(truth, groundtruth_path(root, subject, release))
     return truth
-
-
-#: The layouts write_synthetic_bold5000 can write.
-RELEASES = (2, 1, "bids")
 
 
 def write_synthetic_dataset(
