@@ -1,0 +1,126 @@
+"""Stimuli: discovery, ids, decoding, resizing and model-input scaling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neurotask.stimuli import (
+    INPUT_SIZE,
+    ImageError,
+    find_images,
+    image_source,
+    lightness_input,
+    load_image,
+    rgb_input,
+)
+
+
+def _save(path: Path, mode: str = "RGB", size: tuple[int, int] = (375, 375), seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).convert(mode).save(path)
+    return path
+
+
+def test_find_images_in_tree(tmp_path: Path) -> None:
+    b = _save(tmp_path / "b" / "scene2.png")
+    a = _save(tmp_path / "a" / "n01440764_10110.JPG")
+    _save(tmp_path / ".hidden" / "x.png")
+    _save(tmp_path / "a" / ".y.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert find_images(tmp_path) == [a, b]
+    assert find_images(str(b)) == [b]
+    assert find_images([b, a]) == [b, a]  # a list keeps its order
+
+
+def test_find_images_bold5000_root(tmp_path: Path) -> None:
+    presented = tmp_path / "Scene_Stimuli" / "Presented_Stimuli"
+    coco = _save(presented / "COCO" / "COCO_train2014_000000000584.jpg")
+    scene = _save(presented / "Scene" / "airplanecabin1.jpg")
+    _save(tmp_path / "Scene_Stimuli" / "Original_Images" / "COCO_train2014_000000000999.jpg")
+    assert find_images(tmp_path) == [coco, scene]
+    assert [image_source(p.stem) for p in (coco, scene)] == ["coco", "scene"]
+
+
+def test_find_images_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no image files"):
+        find_images(tmp_path)
+    with pytest.raises(ValueError, match="images is empty"):
+        find_images([])
+    with pytest.raises(ValueError, match="does not exist"):
+        find_images(tmp_path / "missing")
+    with pytest.raises(ValueError, match="1 listed files do not exist"):
+        find_images([tmp_path / "missing.jpg"])
+    one = _save(tmp_path / "a" / "img1.jpg")
+    two = _save(tmp_path / "b" / "img1.png")
+    with pytest.raises(ValueError, match=r"1 image ids occur more than once.*img1.*a/img1\.jpg.*b/img1\.png"):
+        find_images(tmp_path)
+    with pytest.raises(ValueError, match="more than once"):
+        find_images([one, two])
+
+
+def test_load_image_resizes_whole_image(tmp_path: Path) -> None:
+    path = _save(tmp_path / "wide.png", size=(400, 200))
+    image, grayscale = load_image(path)
+    assert image.shape == (INPUT_SIZE, INPUT_SIZE, 3) and image.dtype == np.uint8 and not grayscale
+    expected = np.asarray(Image.open(path).resize((256, 256), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_load_image_square_256_untouched(tmp_path: Path) -> None:
+    path = _save(tmp_path / "exact.png", size=(256, 256))
+    np.testing.assert_array_equal(load_image(path)[0], np.asarray(Image.open(path)))
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "LA"])
+def test_load_image_grayscale(tmp_path: Path, mode: str) -> None:
+    path = _save(tmp_path / "gray.png", mode="L")
+    if mode != "L":
+        Image.open(path).convert(mode).save(path)
+    image, grayscale = load_image(path)
+    assert grayscale
+    assert image.shape == (256, 256, 3)
+    np.testing.assert_array_equal(image[..., 0], image[..., 1])
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_load_image_palette_and_rgba_are_color(tmp_path: Path) -> None:
+    for mode in ("P", "RGBA"):
+        path = _save(tmp_path / f"x_{mode}.png")
+        Image.open(path).convert(mode).save(path)
+        assert load_image(path)[1] is False
+
+
+def test_corrupt_images_name_the_file(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="garbage.jpg"):
+        load_image(garbage)
+    truncated = _save(tmp_path / "truncated.jpg")
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with pytest.raises(ImageError, match="truncated.jpg"):
+        load_image(truncated)
+
+
+def test_rgb_input_scaling() -> None:
+    pixels = np.array([[[[0, 128, 255]]]], dtype=np.uint8)
+    scaled = rgb_input(pixels)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled[0, 0, 0], [-1, 128 / 255 * 2 - 1, 1], atol=1e-7)
+
+
+def test_lightness_input_matches_skimage() -> None:
+    skimage_color = pytest.importorskip("skimage.color")
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    pixels[0, 0, 0] = 0
+    pixels[0, 0, 1] = 255
+    ours = lightness_input(pixels)
+    assert ours.shape == (2, 8, 8, 1) and ours.dtype == np.float32
+    reference = skimage_color.rgb2lab(pixels)[..., 0] / 50 - 1  # float64 reference
+    np.testing.assert_allclose(ours[..., 0], reference, atol=1e-6)  # float32 rounding of [-1, 1]
+    assert ours[0, 0, 0, 0] == -1 and abs(ours[0, 0, 1, 0] - 1) < 1e-6
