@@ -500,3 +500,61 @@ def partition(
         values = [float(row[f"{v}_mean"]) for v in ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")]
         transfer = [float(row[f"transfer_{d}_mean"]) for d in ("a_to_b", "b_to_a")]
         typer.echo(f"  {str(name):40s} " + " ".join(f"{v:7.4f}" for v in values) + " " + " ".join(f"{t:6.2f}" for t in transfer))
+
+
+# --------------------------------------------------------------------------------------------
+# encoding (encoding area): voxelwise ridge with per-voxel alphas, scored on held-out trials
+
+
+@app.command()
+def encode(
+    features: Annotated[Path, typer.Argument(help="Features store.")],
+    responses: Annotated[Path, typer.Argument(help="Responses store.")],
+    out: Annotated[Path, typer.Option("--out", help="Results store to write (zarr), e.g. encoding.zarr.")],
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option("--model", help="A model, or a joint model 'a+b' (repeatable); default every model."),
+    ] = None,
+    test_session: Annotated[
+        Optional[list[str]], typer.Option("--test-session", help="Held-out session (repeatable); default the last.")
+    ] = None,
+    test_fraction: Annotated[
+        Optional[float], typer.Option("--test-fraction", help="Hold out this fraction of images instead.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --test-fraction draw.")] = 0,
+    alphas: Annotated[
+        Optional[str], typer.Option("--alphas", help="Comma-separated alpha grid; default logspace(-2, 7, 19).")
+    ] = None,
+    cv: Annotated[str, typer.Option("--cv", help="Folds (int >= 2, grouped by session) or 'gcv'.")] = "5",
+    standardize: Annotated[bool, typer.Option("--standardize", help="Scale features to unit variance.")] = False,
+    voxel_chunk: Annotated[Optional[int], typer.Option("--voxel-chunk", min=1, help="Voxels per task.")] = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = "local",
+    workers: WorkersOption = None,
+) -> None:
+    """Fit voxelwise ridge encoding models and print mean test R² and r per model."""
+    from contextlib import nullcontext
+
+    from neurotask.encoding import fit, summary
+    from neurotask.stores import StoreError, open_features, open_responses
+
+    try:
+        grid = None if alphas is None else [float(a) for a in alphas.split(",")]
+        folds: int | str = cv if cv == "gcv" else int(cv)
+    except ValueError as error:
+        raise typer.BadParameter(f"--alphas must be numbers separated by commas and --cv an int or 'gcv' ({error})")
+    in_process = scheduler is None and workers is None and cluster == "local"
+    try:
+        feats, resp = open_features(features), open_responses(responses)
+        with nullcontext(None) if in_process else cluster_client(scheduler, cluster, workers) as client:
+            results = fit(
+                feats, resp, model, test_sessions=test_session, test_fraction=test_fraction, seed=seed, alphas=grid,
+                cv=folds, standardize=standardize, voxel_chunk=voxel_chunk, client=client, store=out,
+            )
+    except (ValueError, StoreError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    table = summary(results)
+    typer.echo(f"{out}: {results.sizes['voxel']} voxels, split {results.attrs['split']}")
+    for name, row in table.sort_values("r2", ascending=False).iterrows():
+        typer.echo(f"  {name}: mean R² {row['r2']:.4f}, mean r {row['r']:.4f}")

@@ -387,7 +387,7 @@ def _run_cluster(client, designs, split, alphas, solver, variables, standardize,
 
 def _default_chunk(responses: xr.DataArray, client: Any) -> int:
     n_voxels = responses.sizes["voxel"]
-    chunk = responses.chunksizes["voxel"][0] if responses.chunks else 4096
+    chunk = responses.data.chunksize[1] if isinstance(responses.data, da.Array) else 4096
     if client is not None:
         # enough chunks to keep every worker thread busy, but wide enough for efficient GEMMs
         threads = sum(client.nthreads().values()) or 1
@@ -506,8 +506,8 @@ def fit(
     run_args = (designs, split, alphas, solver, variables, standardize_by_model, responses, groups, chunk, progress)
     values = _run_cluster(client, *run_args) if client is not None else _run_local(*run_args)
 
-    voxel_coords = {str(c): responses[c] for c in responses.coords if responses[c].dims == ("voxel",)}
-    trial_coords = {str(c): responses[c] for c in responses.coords if responses[c].dims == ("trial",)}
+    voxel_coords = {str(c): responses[c].compute() for c in responses.coords if responses[c].dims == ("voxel",)}
+    trial_coords = {str(c): responses[c].compute() for c in responses.coords if responses[c].dims == ("trial",)}
     results = xr.Dataset(
         {name: (("model", "voxel"), values[:, v], _VARIABLE_ATTRS[name]) for v, name in enumerate(variables)},
         coords={"model": [name for name, _ in specs], **voxel_coords},
