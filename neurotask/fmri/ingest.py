@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,13 +248,17 @@ def load_bold5000(
         candidates, volume = _candidates(layout, mask, resample_mask)
         staging = Path(f"{path}.staging")
         stage_parameters = {k: v for k, v in parameters.items() if k not in ("normalize", "voxel_chunk")}
+        started = time.perf_counter()
         screen = _stage(layout, candidates, staging, {**stage_parameters, "stage": True}, bar)
+        logger.info("staged %d sessions in %.1f s", len(layout.sessions), time.perf_counter() - started)
         keep, dropped = screen.keep(by_run=normalize == "run")
         n_grid = int(np.prod(layout.grid.shape)) if layout.grid is not None else keep.size
         dropped = {"outside_mask": n_grid - keep.size, **dropped}
         for reason, count in dropped.items():
             logger.info("%s: dropped %d voxels (%s)", layout.subject, count, reason)
+        started = time.perf_counter()
         _write(layout, candidates, volume, keep, dropped, normalize, staging, path, parameters, voxel_chunk, overwrite, bar)
+        logger.info("wrote %d voxels in %.1f s", int(keep.sum()), time.perf_counter() - started)
     shutil.rmtree(staging, ignore_errors=True)
     return open_responses(path)
 
