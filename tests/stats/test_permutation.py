@@ -91,7 +91,7 @@ def test_identical_on_a_distributed_client(small_fit):
     distributed = pytest.importorskip("distributed")
     _, responses, results, prediction, _ = small_fit
     local = permutation_test(results, responses, predictions=prediction, n_permutations=30, seed=3)
-    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as client:
         remote = permutation_test(results, responses, predictions=prediction.chunk({"voxel": 16}),
                                   n_permutations=30, seed=3, client=client, permutation_block=7)
     xr.testing.assert_identical(local, remote)
