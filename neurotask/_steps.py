@@ -226,7 +226,8 @@ def _permute(ctx: Context, subject: str, parameters: dict[str, Any]) -> str:
         return _missing("encoding results")
     fit = stores.open_results(ctx.path("encoding", subject))
     responses = stores.open_responses(ctx.path("responses", subject))
-    result = _call(function, fit, responses, client=ctx.client, **ctx.cfg["permute"])
+    features = stores.open_features(ctx.path("features"))  # predictions are recomputed from them
+    result = _call(function, fit, responses, features, client=ctx.client, **ctx.cfg["permute"])
     _write(ctx.path("permutation", subject), result, "p", parameters)
     return "complete"
 
@@ -235,18 +236,20 @@ def _task_similarity(ctx: Context, parameters: dict[str, Any]) -> str:
     function = find_function(*_TASK_SIMILARITY)
     if function is None:
         return _unavailable("task similarity")
-    per_subject = []
+    pairs, per_subject = [], []
     for subject in ctx.cfg["subjects"]:
         if not stores.is_complete(ctx.path("permutation", subject)):
             return _missing(f"permutation results for {subject}")
         fit = stores.open_results(ctx.path("encoding", subject))
         perm = stores.open_results(ctx.path("permutation", subject))
         singles = [m for m in map(str, fit["model"].values) if "+" not in m]
-        similarity = _call(function, fit.sel(model=singles), perm.sel(model=singles))
-        similarity = similarity.reset_coords(drop=True).assign_coords(model=singles, model_=singles)
-        per_subject.append(similarity.expand_dims(subject=[subject]).compute())
+        pairs.append((fit.sel(model=singles), perm.sel(model=singles)))
+        similarity = _call(function, *pairs[-1]).compute()
+        per_subject.append(similarity.reset_coords(drop=True).expand_dims(subject=[subject]))
     similarity = xr.concat(per_subject, "subject")
-    dataset = xr.Dataset({"similarity": similarity, "mean": similarity.mean("subject")})
+    # the library's mean over subjects is NaN-aware (a model without significant voxels in one subject)
+    mean = _call(function, pairs).compute().reset_coords(drop=True) if len(pairs) > 1 else similarity.isel(subject=0, drop=True)
+    dataset = xr.Dataset({"similarity": similarity, "mean": mean})
     dataset["mean"].attrs["long_name"] = "brain-derived task similarity, mean over subjects"
     _write(ctx.path("task_similarity"), dataset, "similarity", parameters)
     return "complete"

@@ -134,6 +134,8 @@ def _status(page: _Page, data: Mapping[str, Any]) -> None:
         return
     rows = []
     for key, record in ledger.items():
+        if key == "report":  # being written now
+            continue
         note = record.get("note") or record.get("status", "")
         rows.append({"step": key, "status": note, "seconds": float(record.get("seconds", float("nan")))})
     page.add("status", _table(rows, digits=3))
@@ -173,6 +175,14 @@ def _task_similarity(page: _Page, data: Mapping[str, Any]) -> None:
         return
     mean = ts["mean"].load()
     subjects = [str(s) for s in ts["subject"].values] if "subject" in ts.dims else []
+    undefined = [str(m) for m in mean["model"].values if bool(mean.sel(model=m).isnull().all())]
+    if undefined:  # a model without significant voxels has no direction: its similarities are NaN
+        page.add("task-similarity", _missing(f"models without significant voxels (similarity undefined): {', '.join(undefined)}"))
+        kept = [str(m) for m in mean["model"].values if str(m) not in undefined]
+        if len(kept) < 3:
+            page.add("task-similarity", _missing("fewer than 3 models have significant voxels: no matrix or tree to show"))
+            return
+        mean = mean.sel(model=kept, model_=kept)
     page.add("task-similarity", f'<p class="note">Cosine similarity of the models\' voxelwise test r (non-significant '
              f'voxels set to 0), mean over subjects {", ".join(subjects)}; average linkage.</p><div class=row>')
     page.figure("task-similarity", "brain-derived task similarity", *_draw("plot_similarity", lambda: _figures.heatmap(mean, "brain-derived task similarity"), mean, title="brain-derived task similarity"))

@@ -1,0 +1,309 @@
+"""neurotask.pipeline: config validation before compute, resumable steps, fault tolerance.
+
+One tiny synthetic subject (2 sessions, an 8x10x8 grid, 3 models of 32 planted features) is built
+once per module; a reference run on an in-process Dask cluster is what every disturbed run
+(worker killed, whole process killed and re-run, separate scheduler process) must reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster, WorkerPlugin
+
+from neurotask import pipeline, stores
+from neurotask.datasets import bold5000_trials, make_synthetic_features, write_synthetic_bold5000
+
+MODELS = ["autoencoding", "depth_euclidean", "class_object"]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bold5000")
+    images = list(dict.fromkeys(bold5000_trials("CSI1", n_sessions=2)["image"]))
+    features = make_synthetic_features(MODELS, images, n_features=32, seed=0)
+    feature_store = root / "features.zarr"
+    stores.write_dataset(feature_store, features.to_dataset(name="features"), region_dim="model",
+                         chunks={"model": 1, "image": 512, "feature": -1})
+    write_synthetic_bold5000(root, features, "CSI1", n_sessions=2, volume_shape=(8, 10, 8), snr=(0.5, 3.0))
+    return root, feature_store
+
+
+def make_config(data, out: Path, **overrides) -> dict:
+    root, feature_store = data
+    config = {
+        "out": str(out),
+        "subjects": ["CSI1"],
+        "models": MODELS,
+        "extract": {"store": str(feature_store)},
+        "ingest": {"root": str(root)},
+        "encode": {"test_sessions": [2], "alphas": [1.0, 10.0, 100.0, 1000.0], "cv": 2},
+        "permute": {"n_permutations": 50, "seed": 0},
+        "partition": {"pairs": [["autoencoding", "depth_euclidean"]]},
+        "cluster": {"workers": 1, "processes": False},  # runs without a client: threads in-process
+    }
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (config.setdefault(section, {}) if section else config)[name] = value
+    return config
+
+
+RESULT_STORES = ("responses-CSI1", "noise_ceiling-CSI1", "rsa", "encoding-CSI1", "permutation-CSI1",
+                 "task_similarity", "partition-CSI1")
+
+
+def assert_same_results(out: Path, reference: Path) -> None:
+    """Every store the reference run completed is complete here with identical data."""
+    compared = 0
+    for name in RESULT_STORES:
+        if not stores.is_complete(reference / f"{name}.zarr"):
+            continue
+        a = stores.open_store(out / f"{name}.zarr")
+        b = stores.open_store(reference / f"{name}.zarr")
+        assert set(a.data_vars) == set(b.data_vars), name
+        for variable in a.data_vars:
+            # exact: the same tasks on the same chunks give the same bits, whatever the worker
+            np.testing.assert_array_equal(a[variable].values, b[variable].values, err_msg=f"{name}.{variable}")
+        compared += 1
+    assert compared == len([n for n in RESULT_STORES if stores.is_complete(reference / f"{n}.zarr")])
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        summary = pipeline.run(make_config(data, out), client=client)
+    return out, summary
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"models": ["autoencoding", "depth_eucldean"]}, "models: unknown model 'depth_eucldean'"),
+        ({"ingest.root": "/nonexistent/BOLD5000"}, "ingest.root: path '/nonexistent/BOLD5000' does not exist"),
+        ({"encode.test_sessions": [15]}, "encode.test_sessions: sessions [15] are out of range for CSI1"),
+        ({"encode.alpha": [1.0]}, "unknown key encode.alpha"),
+        ({"subjects": ["CSI5"]}, "subjects: unknown subjects ['CSI5']"),
+        ({"permute.n_permutations": 0}, "permute.n_permutations: expected a positive int"),
+        ({"partition.pairs": [["autoencoding", "nope"]]}, "partition.pairs: unknown model 'nope'"),
+        ({"cluster.scheduler": "localhost:8786"}, "cluster.scheduler: expected an address"),
+        ({"rsa.subsets": {"scenes": {"kind": "scene"}}}, "rsa.subsets.scenes: unknown image coordinate 'kind'"),
+    ],
+)
+def test_bad_config_fails_before_compute_naming_the_key(data, tmp_path, overrides, key):
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.ConfigError) as error:
+        pipeline.run(make_config(data, out, **overrides))
+    assert key in str(error.value)
+    assert not out.exists()  # nothing was computed or written
+
+
+def test_config_from_toml_resolves_paths_relative_to_the_file(data, tmp_path):
+    import tomli_w
+
+    config = make_config(data, tmp_path / "ignored")
+    config["out"] = "results"
+    (tmp_path / "analysis.toml").write_text(tomli_w.dumps(config))
+    cfg = pipeline.validate(tmp_path / "analysis.toml")
+    assert cfg["out"] == str(tmp_path / "results")
+    assert cfg["steps"] == list(pipeline.STEPS)
+
+
+def test_models_accept_aliases(data, tmp_path):
+    cfg = pipeline.validate(make_config(data, tmp_path, models=["autoencoder", "depth_euclidean", "class_object"]))
+    assert cfg["models"] == MODELS
+
+
+# --------------------------------------------------------------------------------------------
+# running and resuming
+
+
+def test_run_writes_every_step_and_carries_the_config(reference):
+    out, summary = reference
+    assert summary.report == out / "report.html" and summary.report.exists()
+    for key, status in summary.statuses.items():
+        assert status == "complete" or status.startswith("skipped: ") and "not available yet" in status, (key, status)
+    encoding = out / "encoding-CSI1.zarr"
+    if stores.is_complete(encoding):
+        config = json.loads(stores.open_results(encoding).attrs["pipeline_config"])
+        assert config["encode"]["test_sessions"] == [2]
+    ledger = json.loads((out / "pipeline.json").read_text())
+    assert set(ledger) == set(summary.statuses)
+
+
+def test_rerun_skips_completed_steps(data, reference, tmp_path):
+    out, first = reference
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    config = make_config(data, copy)
+    summary = pipeline.run(config, client=None, steps=[s for s in pipeline.STEPS if s != "report"])
+    done = {k for k, s in first.statuses.items() if s == "complete" and k != "report"}
+    assert {k for k, s in summary.statuses.items() if s == "done before"} == done
+    # a changed permutation setting recomputes permute (and only what depends on it)
+    config["permute"]["n_permutations"] = 20
+    again = pipeline.run(config, client=None, steps=["permute", "partition"])
+    if "permute/CSI1" in done:
+        assert again.statuses["permute/CSI1"] == "complete"
+        assert stores.open_results(copy / "permutation-CSI1.zarr").attrs["parameters"].count('"n_permutations": 20') == 1
+    if "partition/CSI1" in done:
+        assert again.statuses["partition/CSI1"] == "done before"
+
+
+class _KillOnce(WorkerPlugin):
+    """Kill the worker's process at its first task once ``trigger`` exists (once per ``marker``)."""
+
+    def __init__(self, trigger: str, marker: str) -> None:
+        self.trigger, self.marker = trigger, marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and os.path.exists(self.trigger) and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)
+
+
+@pytest.mark.cluster
+def test_worker_killed_mid_step_gives_identical_results(data, reference, tmp_path):
+    ref, summary = reference
+    step, trigger = next(
+        ((s, f"{n}.zarr") for s, n in (("encode/CSI1", "encoding-CSI1"), ("rsa", "rsa"), ("ingest/CSI1", "responses-CSI1"))
+         if summary.statuses.get(s) == "complete"),
+        (None, None),
+    )
+    if step is None:
+        pytest.skip("no step that computes on the cluster is available yet")
+    out = tmp_path / "out"
+    marker = tmp_path / "killed"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(_KillOnce(str(out / trigger), str(marker)))
+        pipeline.run(make_config(data, out), client=client)
+    assert marker.exists(), f"no worker was killed during {step}"
+    assert_same_results(out, ref)
+
+
+KILLER = """
+import os, signal, sys
+from neurotask import stores
+
+original = stores.RegionWriter.write
+
+def write(self, data, region):
+    if self.path.name.startswith(sys.argv[2]):  # die mid-step, with the store partly written
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, data, region)
+
+stores.RegionWriter.write = write
+from neurotask.cli import app
+app(["run", sys.argv[1]])
+"""
+
+
+@pytest.mark.cluster
+def test_process_killed_mid_run_resumes_without_redoing_finished_steps(data, reference, tmp_path):
+    import tomli_w
+
+    ref, summary = reference
+    victim = next((n for s, n in (("partition/CSI1", "partition-CSI1"), ("permute/CSI1", "permutation-CSI1"),
+                                  ("rsa", "rsa")) if summary.statuses.get(s) == "complete"), None)
+    if victim is None:
+        pytest.skip("no step that writes a results store is available yet")
+    out = tmp_path / "out"
+    config = make_config(data, out)
+    path = tmp_path / "analysis.toml"
+    path.write_text(tomli_w.dumps(config))
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(path), victim], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    ledger = json.loads((out / "pipeline.json").read_text())
+    finished = {k for k, r in ledger.items() if r["status"] == "complete"}
+    running = [k for k, r in ledger.items() if r["status"] == "running"]
+    assert len(running) == 1 and (out / f"{victim}.zarr").exists() and not stores.is_complete(out / f"{victim}.zarr")
+    created = {p.name: stores.open_store(p).attrs["created"] for p in out.glob("*.zarr") if stores.is_complete(p)}
+
+    resumed = subprocess.run([str(BIN / "neurotask"), "run", str(path)], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ledger = json.loads((out / "pipeline.json").read_text())
+    assert all(ledger[k]["status"] == "complete" for k in finished)
+    for name, stamp in created.items():  # finished stores were not rewritten
+        assert stores.open_store(out / name).attrs["created"] == stamp, name
+    assert_same_results(out, ref)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def scheduler_process(tmp_path):
+    """A `dask scheduler` and one `dask worker` on loopback, as separate processes."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                   address.rsplit(":", 1)[1], "--no-dashboard"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nworkers", "1", "--nthreads", "2",
+                                       "--no-dashboard", "--local-directory", str(tmp_path / "worker")], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.mark.cluster
+def test_run_on_a_separate_scheduler_process(data, reference, tmp_path, scheduler_process):
+    import tomli_w
+
+    ref, _ = reference
+    out = tmp_path / "out"
+    path = tmp_path / "analysis.toml"
+    path.write_text(tomli_w.dumps(make_config(data, out)))
+    result = subprocess.run([str(BIN / "neurotask"), "run", str(path), "--scheduler", scheduler_process],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"scheduler {scheduler_process}" in result.stderr
+    assert_same_results(out, ref)
+
+
+def test_open_outputs_finds_every_store(reference):
+    out, _ = reference
+    found = pipeline.open_outputs(out)
+    assert found["config"]["models"] == MODELS
+    subject = found["subjects"].get("CSI1", {})
+    for name in ("responses", "encoding", "permutation", "partition"):
+        assert (name in subject) == stores.is_complete(out / f"{name}-CSI1.zarr")
+    assert isinstance(found.get("rsa", xr.Dataset()), xr.Dataset)
+
+
+def test_report_only_run_needs_no_cluster(reference, tmp_path):
+    out, _ = reference
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["out"] = str(copy)
+    summary = pipeline.run(cfg, steps=["report"])
+    assert summary.statuses == {"report": "complete"}
+    assert "RSA across models" in (copy / "report.html").read_text()
+
