@@ -9,7 +9,8 @@ Each case runs in a fresh subprocess so that its peak resident memory (``ru_maxr
 - ``stimuli-full``: all 4916 CSI1 stimulus images.
 
 Run: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_synth.py [--quick]``
-(``--quick``: 2 sessions, for a smoke test). Writes to a temporary directory, removed afterwards.
+(``--quick``: 2 sessions, for a smoke test). Writes to a temporary directory, removed afterwards;
+results go to ``benchmarks/out/synth.json``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
         results.append(result)
         print(json.dumps(result), flush=True)
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / ("synth_quick.json" if args.quick else "synth.json")).write_text(json.dumps(results, indent=2))
     print("\n| case | time (s) | peak RSS (MiB) | written (MiB) | detail |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['case']} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['disk_mib']:.0f} | {r['detail']} |")
