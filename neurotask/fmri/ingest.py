@@ -140,6 +140,12 @@ def _stage(layout: Layout, candidates: dict[str, object], path: Path, parameters
     return screen
 
 
+def _mask_id(mask: MaskLike | None) -> str | None:
+    if mask is None or isinstance(mask, (str, os.PathLike)):
+        return None if mask is None else str(mask)
+    return f"image:{sha256_array(np.asarray(mask.dataobj))}"
+
+
 def _output_path(store: str | os.PathLike[str] | None, subject: str) -> Path:
     if store is not None:
         return Path(store)
@@ -228,7 +234,7 @@ def load_bold5000(
     path = _output_path(store, layout.subject)
     parameters = {
         "root": str(Path(root).resolve()), "subject": layout.subject, "release": layout.release,
-        "mask": str(mask) if mask is not None else None, "resample_mask": resample_mask,
+        "mask": _mask_id(mask), "resample_mask": resample_mask,
         "normalize": normalize, "voxel_chunk": voxel_chunk, **layout.details,
         "inputs": _fingerprint(layout.files + ([Path(mask)] if isinstance(mask, (str, os.PathLike)) else [])),
     }

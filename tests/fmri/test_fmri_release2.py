@@ -196,3 +196,13 @@ def test_read_volumes_matches_nibabel_with_scaling(tmp_path):
 def test_store_none_writes_a_temporary_store(release2_tree):
     resp = nt.load_bold5000(release2_tree.root, progress=False)
     assert resp.sizes["trial"] == 3 * TPR
+
+
+def test_mask_given_as_an_image_overrides_the_tree_mask(release2_tree, tmp_path):
+    tree = release2_tree
+    smaller = tree.brain.copy()
+    smaller[:, :, 0] = False
+    resp = nt.load_bold5000(tree.root, store=tmp_path / "r.zarr", mask=nib.Nifti1Image(smaller.astype(np.uint8), AFFINE),
+                            progress=False)
+    assert resp.attrs["mask_source"] == "given:image"
+    assert (resp["k"] > 0).all() and resp.sizes["voxel"] == int((smaller & ~tree.nonfinite & ~tree.constant).sum())
