@@ -228,62 +228,62 @@ def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarr
     return out
 
 
-def _order_key(v: np.ndarray) -> np.ndarray:
-    """uint64 whose unsigned order is the order of the float64 values (-0.0 equal to +0.0)."""
-    bits = (v + 0.0).view(np.uint64)
-    # all ones for negatives (flip every bit), else just the sign bit
-    flip = (bits.view(np.int64) >> 63).view(np.uint64)
-    flip |= np.uint64(1 << 63)
-    bits ^= flip
-    return bits
-
-
 def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
     """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers.
 
-    Sorting P floats with their positions: the top bits of each value's order key and its
-    position are packed into one uint64, sorted in place (much faster than an argsort); the few
-    values whose truncated keys collide are then ordered by their full float64 values.
+    Sorting P floats with their positions: a fixed-point key of each value over the values' range
+    (monotone, so it never reverses an order) and the position are packed into one uint64 and
+    sorted in place — several times faster than an argsort. Values whose keys collide are then
+    ordered, and split into exact ties, by their full float64 values.
     """
     v = np.asarray(v, dtype=np.float64)
     p = v.size
     if p >= 2**31:
         raise ValueError(f"{p} pairs exceed the int32 rank range (at most ~65,000 images)")
-    # 1. pack (truncated order key, position) and sort
-    shift = np.uint64(max(1, int(p - 1).bit_length()))
-    key = _order_key(v)
-    key >>= shift
-    key <<= shift
+    # 1. pack (key, position), sort; halving first keeps every difference finite
+    shift = max(1, (p - 1).bit_length())
+    steps = float(2 ** min(52, 64 - shift) - 2)
+    low, high = v.min() * 0.5, v.max() * 0.5
+    if high == low:
+        return np.zeros(p, dtype=np.int32)
+    key = np.multiply(v, 0.5)
+    key -= low
+    span = high - low
+    with np.errstate(over="ignore"):
+        scale = steps / span
+    if np.isfinite(scale):
+        key *= scale
+    else:  # a range of a few subnormals: scale in two steps
+        key /= span
+        key *= steps
+    key = key.astype(np.uint64)
+    key <<= np.uint64(shift)
     key |= np.arange(p, dtype=np.uint64)
     key.sort()
-    position = (key & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.intp)
-    key >>= shift
-    # 2. runs of equal truncated keys: order their members by the full values
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    del key
-    lengths = np.diff(np.r_[starts, p])
-    if (lengths > 1).any():
-        runs = np.flatnonzero(lengths > 1)
-        members = np.flatnonzero(np.repeat(lengths > 1, lengths))
-        run_id = np.repeat(runs, lengths[runs])
-        order = np.lexsort((v[position[members]], run_id))
-        position[members] = position[members][order]
-    # 3. exact ties: equal values, adjacent in sorted order, share the rank (start + 1 + stop) / 2
-    ordered = v[position]
-    first = np.empty(p, dtype=bool)  # first of its tie group
+    position = (key & np.uint64(2**shift - 1)).astype(np.intp)
+    key >>= np.uint64(shift)
+    first = np.empty(p, dtype=bool)  # first of its group of equal values, in sorted order
     first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    del ordered
-    index = np.arange(p, dtype=np.int32)
-    start = np.where(first, index, 0)
-    np.maximum.accumulate(start, out=start)
-    last = np.empty(p, dtype=bool)
-    last[:-1], last[-1] = first[1:], True
-    gap = np.where(last, p - 1 - index, 0)[::-1]  # p − stop: the nearest group end at or after
-    np.maximum.accumulate(gap, out=gap)
-    start -= gap[::-1]
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    del key
+    # 2. runs of equal keys: order by the full values, start a new group where a value changes
+    in_run = ~first
+    in_run[:-1] |= ~first[1:]
+    members = np.flatnonzero(in_run)
+    if members.size:
+        positions = position[members]
+        values = v[positions]
+        order = np.lexsort((values, np.cumsum(first[members])))
+        position[members] = positions[order]
+        values = values[order]
+        first[members[1:]] |= values[1:] != values[:-1]
+    # 3. the group at sorted positions start..stop-1 has the rank (start + 1 + stop) / 2
+    starts = np.flatnonzero(first)
+    doubled = (starts + np.r_[starts[1:], p] - p).astype(np.int32)
+    group = np.cumsum(first, dtype=np.int32)
+    group -= 1
     out = np.empty(p, dtype=np.int32)
-    out[position] = start
+    out[position] = doubled[group]
     return out
 
 

@@ -118,8 +118,11 @@ def test_condensed_pairs_follow_squareform_order(features):
         np.r_[np.zeros(4), -np.zeros(4), 5e-324 * np.arange(3), 1 + 2.2e-16 * np.arange(6), -np.arange(3.0)],
         np.full(7, 0.25),
         np.array([2.0, 1.0, 3.0]),
+        5e-324 * np.random.default_rng(2).integers(0, 5, 50),  # a range of a few subnormals
+        np.array([-1e308, 1e308, 0.0, 5.0, 5.0]),  # a range beyond the largest float
+        1 + 2.2e-16 * np.random.default_rng(3).integers(0, 3, 1000),  # ties one ulp apart
     ],
-    ids=["ties", "distinct", "signed-zero-subnormal-ulp", "all-equal", "three"],
+    ids=["ties", "distinct", "signed-zero-subnormal-ulp", "all-equal", "three", "subnormal-range", "huge-range", "ulp-ties"],
 )
 def test_doubled_ranks_equal_rankdata(values):
     expected = 2 * scipy.stats.rankdata(values) - (values.size + 1)

@@ -25,7 +25,7 @@ def _group_colors(similarity: xr.DataArray, labels: Sequence[str]) -> dict[str, 
         return None
     groups = dict(zip(map(str, similarity["model"].values), map(str, similarity["group"].values)))
     palette = plt.get_cmap("tab10")
-    index = {g: i for i, g in enumerate(dict.fromkeys(groups[m] for m in labels))}
+    index = {g: i for i, g in enumerate(dict.fromkeys(groups.values()))}  # same colors in every figure
     return {m: palette(index[groups[m]] % 10) for m in labels}
 
 
