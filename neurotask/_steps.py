@@ -189,8 +189,7 @@ def _rsa(ctx: Context, parameters: dict[str, Any]) -> str:
     features = stores.open_features(ctx.path("features")).sel(model=ctx.singles())
     similarities = []
     for name, where in subsets.items():
-        subset = _subset_images(features, where) if where else None
-        similarity = _call(function, features, subset=subset, client=ctx.client, **section)
+        similarity = _call(function, features, subset=dict(where) or None, client=ctx.client, **section)
         keep = [c for c in similarity.coords if c in ("model", "model_")]
         similarity = similarity.reset_coords(drop=True).assign_coords({c: similarity[c].values for c in keep})
         similarities.append(similarity.expand_dims(subset=[name]).compute())

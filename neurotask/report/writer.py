@@ -307,15 +307,26 @@ def _partition(page: _Page, data: Mapping[str, Any]) -> None:
 
 
 def _partition_means(vp: xr.Dataset) -> xr.Dataset:
-    """Means over voxels of every (pair, voxel) variable; (pair,) variables are kept as they are."""
-    names = ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared", "relative_unique_a", "relative_unique_b",
-             "transfer_a_to_b", "transfer_b_to_a")
+    """Per pair: the library's ``*_mean`` summaries, else means over voxels with ratios of means.
+
+    Ratios (relative unique, transfer) are taken between mean R²s: a mean of per-voxel ratios
+    is dominated by voxels whose denominator is near zero.
+    """
+    additive = ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")
     out = {}
-    for name in names:
-        if name in vp:
-            variable = vp[name]
-            out[name] = variable.mean("voxel") if "voxel" in variable.dims else variable
-    table = xr.Dataset(out).load()
+    for name in additive:
+        if f"{name}_mean" in vp:
+            out[name] = vp[f"{name}_mean"]
+        elif name in vp:
+            out[name] = vp[name].mean("voxel") if "voxel" in vp[name].dims else vp[name]
+    ratios = {"relative_unique_a": ("unique_a", "r2_ab"), "relative_unique_b": ("unique_b", "r2_ab"),
+              "transfer_a_to_b": ("shared", "r2_b"), "transfer_b_to_a": ("shared", "r2_a")}
+    for name, (numerator, denominator) in ratios.items():
+        if f"{name}_mean" in vp:
+            out[name] = vp[f"{name}_mean"]
+        elif numerator in out and denominator in out:
+            out[name] = out[numerator] / out[denominator]
+    table = xr.Dataset(out).reset_coords(drop=True).load()
     if "pair" not in table.dims:
         table = table.expand_dims(pair=["A+B"])
     return table
