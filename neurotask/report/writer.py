@@ -407,11 +407,21 @@ def _toml_ready(value: Any) -> Any:
 
 
 def _collect(results: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(results, Mapping):
-        return dict(results)
-    from neurotask.pipeline import open_outputs
+    if not isinstance(results, Mapping):
+        from neurotask.pipeline import open_outputs
 
-    return open_outputs(results)
+        return open_outputs(results)
+    data = dict(results)
+    rsa = data.get("rsa")
+    if isinstance(rsa, Mapping):  # {subset name: similarity}
+        rsa = xr.concat([s.reset_coords(drop=True).expand_dims(subset=[n]) for n, s in rsa.items()], "subset")
+    if isinstance(rsa, xr.DataArray):
+        rsa = (rsa if "subset" in rsa.dims else rsa.reset_coords(drop=True).expand_dims(subset=["all"])).to_dataset(name="similarity")
+    if rsa is not None:
+        data["rsa"] = rsa
+    if isinstance(data.get("task_similarity"), xr.DataArray):
+        data["task_similarity"] = xr.Dataset({"mean": data["task_similarity"].reset_coords(drop=True)})
+    return data
 
 
 def write(
@@ -428,8 +438,9 @@ def write(
     ----------
     results : path or mapping
         A pipeline output directory (read with :func:`neurotask.pipeline.open_outputs`), or a
-        mapping of the same shape: ``rsa`` (Dataset with ``similarity (subset, model, model_)``),
-        ``task_similarity`` (``mean (model, model_)``), ``features``, ``subjects`` mapping each
+        mapping of the same shape: ``rsa`` (a ``(model, model_)`` similarity, a dict of them by
+        image subset, or a Dataset with ``similarity (subset, model, model_)``),
+        ``task_similarity`` (``(model, model_)``), ``features``, ``subjects`` mapping each
         subject to ``encoding``, ``permutation``, ``partition``, ``noise_ceiling``, ``responses``;
         optional ``ledger`` (step statuses) and ``config``.
     path : path
