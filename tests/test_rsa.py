@@ -177,6 +177,18 @@ def test_compare_rdms_with_many_ties(compare):
     np.testing.assert_allclose(sim, reference, rtol=0, atol=1e-6 if compare == "pearson" else 1e-12)
 
 
+def test_tau_a_public_fallback_equals_fast_kernel(monkeypatch):
+    """Without scipy's private discordance kernel, tau-a comes from the public tau-b, equal to 1e-12."""
+    rng = np.random.default_rng(6)
+    values = rng.integers(0, 8, size=(3, 400)).astype(np.float64)
+    values[1] += values[0]
+    rdms = xr.DataArray(values, dims=("model", "pair"), coords={"model": list("abc")})
+    fast = rsa.compare_rdms(rdms, "tau-a").values
+    monkeypatch.setattr(rsa, "_kendall_dis", None)
+    np.testing.assert_allclose(rsa.compare_rdms(rdms, "tau-a").values, fast, rtol=0, atol=1e-12)
+    assert fast[0, 1] == pytest.approx(_brute_tau_a(values[0], values[1]), abs=1e-12)
+
+
 # --------------------------------------------------------------------------------------------
 # subsets
 
