@@ -258,8 +258,8 @@ def scheduler_process(tmp_path):
     processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
                                    address.rsplit(":", 1)[1], "--no-dashboard"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    processes.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nworkers", "1", "--nthreads", "2",
-                                       "--no-dashboard", "--local-directory", str(tmp_path / "worker")], env=env,
+    processes.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "2",
+                                       "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / "worker")], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         with Client(address, timeout=60) as client:

@@ -413,7 +413,7 @@ def _collect(results: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, A
         return open_outputs(results)
     data = dict(results)
     rsa = data.get("rsa")
-    if isinstance(rsa, Mapping):  # {subset name: similarity}
+    if isinstance(rsa, Mapping) and not isinstance(rsa, xr.Dataset):  # {subset name: similarity}
         rsa = xr.concat([s.reset_coords(drop=True).expand_dims(subset=[n]) for n, s in rsa.items()], "subset")
     if isinstance(rsa, xr.DataArray):
         rsa = (rsa if "subset" in rsa.dims else rsa.reset_coords(drop=True).expand_dims(subset=["all"])).to_dataset(name="similarity")
