@@ -1,0 +1,231 @@
+"""Numpy kernels of RSA: condensed RDMs, exact tie-averaged ranks, cross products, Kendall tau-a.
+
+They know nothing of xarray or Dask; :mod:`neurotask.rsa` orchestrates them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.stats
+
+try:  # the O(P log P) discordant-pair count behind scipy.stats.kendalltau (as rsatoolbox uses it)
+    from scipy.stats._stats import _kendall_dis
+except ImportError:  # a private name: if scipy moves it, fall back to the public tau-b (slower)
+    _kendall_dis = None
+
+_STRIP_ROWS = 512  # image rows per GEMM strip of an RDM (4916 images: 20 MB per strip)
+_PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25 models: 52 MB)
+_TAU_THREADS = 2  # each tau-a pair holds ~40 bytes per image pair (500 MB at 4916 images)
+
+
+def _check_finite_and_varying(x: np.ndarray, method: str, model: str, images: np.ndarray) -> None:
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"features of model {model!r} hold NaN/inf for {int(bad.sum())} images, e.g. "
+            f"{list(images[bad][:5])}; drop those images (subset=) or fix the features"
+        )
+    if method == "correlation":
+        degenerate = x.min(axis=1) == x.max(axis=1)
+        what = "constant features (zero variance: the correlation distance is undefined)"
+    elif method == "cosine":
+        degenerate = ~x.any(axis=1)
+        what = "all-zero features (zero norm: the cosine distance is undefined)"
+    else:
+        return
+    if degenerate.any():
+        raise ValueError(
+            f"model {model!r} has {what} for {int(degenerate.sum())} images, e.g. "
+            f"{list(images[degenerate][:5])}; drop them with subset= or use rdm_method='euclidean'"
+        )
+
+
+def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarray | None = None) -> np.ndarray:
+    """Upper triangle (scipy ``squareform`` order) of one model's RDM, float64, from (image, feature).
+
+    Computed in float64 like rsatoolbox and scipy: float32 products would reorder near-equal
+    dissimilarities and move a Spearman correlation by ~1e-5 on small data.
+    """
+    # 1. validate, and bring rows to the form whose inner products give the dissimilarity
+    x = np.asarray(x)
+    images = np.arange(len(x)).astype(str) if images is None else images
+    _check_finite_and_varying(x, method, model, images)
+    y = x.astype(np.float64)
+    if method == "euclidean":
+        y -= y.mean(axis=0)  # distances do not change; centering shrinks the cancellation below
+        norms = np.einsum("ij,ij->i", y, y)
+    else:
+        if method == "correlation":
+            y -= y.mean(axis=1, keepdims=True)
+        y /= np.sqrt(np.einsum("ij,ij->i", y, y))[:, None]
+    # 2. GEMMs over strips of rows, each against the images from its first row on: half the
+    #    flops of a full Gram matrix, and a strip (not n × n) in memory
+    n = len(x)
+    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    start = 0
+    for first in range(0, n - 1, _STRIP_ROWS):
+        strip = y[first : first + _STRIP_ROWS] @ y[first:].T
+        for row in range(strip.shape[0]):
+            i = first + row
+            stop = start + n - 1 - i
+            products = strip[row, row + 1 :]
+            if method == "euclidean":
+                np.sqrt(np.maximum(norms[i] + norms[i + 1 :] - 2.0 * products, 0.0), out=out[start:stop])
+            else:
+                np.subtract(1.0, products, out=out[start:stop])
+            start = stop
+    return out
+
+
+def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
+    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers.
+
+    Sorting P floats with their positions: a fixed-point key of each value over the values' range
+    (monotone, so it never reverses an order) and the position are packed into one uint64 and
+    sorted in place — several times faster than an argsort. Values whose keys collide are then
+    ordered, and split into exact ties, by their full float64 values.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    p = v.size
+    if p >= 2**31:
+        raise ValueError(f"{p} pairs exceed the int32 rank range (at most ~65,000 images)")
+    # 1. pack (key, position), sort; halving first keeps every difference finite
+    shift = max(1, (p - 1).bit_length())
+    steps = float(2 ** min(52, 64 - shift) - 2)
+    low, high = v.min() * 0.5, v.max() * 0.5
+    if high == low:
+        return np.zeros(p, dtype=np.int32)
+    key = np.multiply(v, 0.5)
+    key -= low
+    span = high - low
+    with np.errstate(over="ignore"):
+        scale = steps / span
+    if np.isfinite(scale):
+        key *= scale
+    else:  # a range of a few subnormals: scale in two steps
+        key /= span
+        key *= steps
+    key = key.astype(np.uint64)
+    key <<= np.uint64(shift)
+    key |= np.arange(p, dtype=np.uint64)
+    key.sort()
+    position = (key & np.uint64(2**shift - 1)).astype(np.intp)
+    key >>= np.uint64(shift)
+    first = np.empty(p, dtype=bool)  # first of its group of equal values, in sorted order
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    del key
+    # 2. runs of equal keys: order by the full values, start a new group where a value changes
+    in_run = ~first
+    in_run[:-1] |= ~first[1:]
+    members = np.flatnonzero(in_run)
+    if members.size:
+        positions = position[members]
+        values = v[positions]
+        order = np.lexsort((values, np.cumsum(first[members])))
+        position[members] = positions[order]
+        values = values[order]
+        first[members[1:]] |= values[1:] != values[:-1]
+    # 3. the group at sorted positions start..stop-1 has the rank (start + 1 + stop) / 2
+    starts = np.flatnonzero(first)
+    doubled = (starts + np.r_[starts[1:], p] - p).astype(np.int32)
+    group = np.cumsum(first, dtype=np.int32)
+    group -= 1
+    out = np.empty(p, dtype=np.int32)
+    out[position] = doubled[group]
+    return out
+
+
+def _cross_products(vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``Σ (v_a − o_a)(v_b − o_b)`` over pairs for all model pairs, in float64 blocks."""
+    m, p = vectors.shape
+    total = np.zeros((m, m), dtype=np.float64)
+    for start in range(0, p, _PAIR_BLOCK):
+        block = vectors[:, start : start + _PAIR_BLOCK].astype(np.float64)
+        block -= offsets[:, None]
+        total += block @ block.T
+    return total
+
+
+def _correlation_from_products(products: np.ndarray) -> np.ndarray:
+    scale = np.sqrt(np.diag(products))
+    sim = products / np.outer(scale, scale)
+    np.fill_diagonal(sim, 1.0)
+    return np.clip(sim, -1.0, 1.0)
+
+
+def _tied_pairs(v: np.ndarray, *, is_sorted: bool = False) -> int:
+    """Number of pairs of equal elements."""
+    v = v if is_sorted else np.sort(v)
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    counts = np.diff(np.r_[starts, v.size])
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _tau_a(a: np.ndarray, b: np.ndarray, a_ties: int, b_ties: int) -> float:
+    """Kendall tau-a of two doubled-rank vectors (int32), exactly as rsatoolbox defines it.
+
+    ``(C − D) / T`` with ``T = P (P − 1) / 2``: ``C − D = T − X − Y + J − 2 D``, where X, Y are
+    the pairs tied in a, in b, and J those tied in both (as in :func:`scipy.stats.kendalltau`).
+    """
+    p = a.size
+    total = p * (p - 1) // 2
+    if _kendall_dis is None:
+        return _tau_a_from_tau_b(a, b, a_ties, b_ties)
+    # 1. order by (a, b), both shifted to positive integers and packed in one uint64
+    key = (a.astype(np.int64) + p).astype(np.uint64)
+    key <<= np.uint64(32)
+    key |= (b.astype(np.int64) + p).astype(np.uint64)
+    key.sort()
+    joint = _tied_pairs(key, is_sorted=True)
+    # 2. pairs ordered one way by a and the other by b: scipy's Fenwick-tree count
+    discordant = int(_kendall_dis((key >> np.uint64(32)).astype(np.intp), (key & np.uint64(2**32 - 1)).astype(np.intp)))
+    return (total - a_ties - b_ties + joint - 2 * discordant) / total
+
+
+def _tau_a_from_tau_b(a: np.ndarray, b: np.ndarray, a_ties: int, b_ties: int) -> float:
+    """tau-a from scipy's public tau-b ``(C − D) / sqrt((T − X)(T − Y))`` (exact tie counts)."""
+    total = a.size * (a.size - 1) // 2
+    if a_ties == total or b_ties == total:
+        return 0.0
+    tau_b = scipy.stats.kendalltau(a, b).statistic
+    return float(tau_b * np.sqrt(float(total - a_ties)) * np.sqrt(float(total - b_ties)) / total)
+
+
+def _tau_a_matrix(vectors: np.ndarray, progress: Callable[[], None] | None = None) -> np.ndarray:
+    """tau-a for every pair of models; pairs run on two threads (the sort and count release the GIL)."""
+    m = len(vectors)
+    ties = [_tied_pairs(v) for v in vectors]
+    sim = np.eye(m)
+    pairs = list(itertools.combinations(range(m), 2))
+    with ThreadPoolExecutor(max_workers=_TAU_THREADS) as pool:
+        for (a, b), tau in zip(pairs, pool.map(lambda ab: _tau_a(vectors[ab[0]], vectors[ab[1]], ties[ab[0]], ties[ab[1]]), pairs)):
+            sim[a, b] = sim[b, a] = tau
+            if progress is not None:
+                progress()
+    return sim
+
+
+#: compare method → per-model transform of a condensed RDM: (vector to keep, offset to subtract)
+def _keep_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
+    return _doubled_centered_ranks(v), 0.0
+
+
+def _keep_values(v: np.ndarray) -> tuple[np.ndarray, float]:
+    # float32 storage halves memory; rounding moves a Pearson r by ~1e-8
+    return v.astype(np.float32), float(v.mean())
+
+
+_TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {
+    "spearman": _keep_ranks,
+    "tau-a": _keep_ranks,  # ranks keep the order and the ties: tau-a on them equals tau-a on values
+    "pearson": _keep_values,
+}
+
+
+def _model_vector(x: np.ndarray, method: str, compare: str, model: str, images: np.ndarray) -> tuple[np.ndarray, float]:
+    return _TRANSFORMS[compare](_condensed_rdm(x, method, model, images))
