@@ -275,7 +275,9 @@ def test_distributed_client_gives_identical_similarity(features):
     expected = rsa.model_similarity(features, progress=False)
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as client:
         in_memory = rsa.model_similarity(features, client=client, progress=False)
-        lazy = rsa.model_similarity(features.chunk({"model": 1}), client=client, progress=False)
+        with distributed.get_task_stream(client) as tasks:  # no client= : the current one is used
+            lazy = rsa.model_similarity(features.chunk({"model": 1}), progress=False)
+    assert len(tasks.data) >= len(MODELS)
     np.testing.assert_array_equal(in_memory.values, expected.values)
     np.testing.assert_array_equal(lazy.values, expected.values)
 
