@@ -82,3 +82,20 @@ def test_unknown_release_and_subject(tmp_path):
 def test_trial_names_helper_has_repeats():
     names = trial_names(74)
     assert len(set(names)) < len(names)
+
+
+def test_release1_hdf5_roi_files(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    truth = write_release1(tmp_path / "t")
+    folder = tmp_path / "t" / "ROIs" / "CSI2" / "mat"
+    for path in folder.glob("*.mat"):
+        path.unlink()
+    # MATLAB v7.3 / HDF5 stores each (trials, voxels) matrix transposed
+    with h5py.File(folder / "CSI2_ROIs_TR34.h5", "w") as f:
+        for roi, values in truth["data"]["TR34"].items():
+            f[roi if roi != "LHLOC" else "LHLO"] = values.T
+    resp = nt.load_bold5000(tmp_path / "t", "CSI2", release=1, tr=34, store=tmp_path / "r.zarr", normalize="none",
+                            progress=False)
+    expected = np.concatenate([truth["data"]["TR34"][roi] for roi in ROIS], axis=1)
+    np.testing.assert_allclose(resp.values, expected, rtol=1e-6, atol=1e-6)
+    assert "LHLOC" in resp["roi"].values.tolist()
