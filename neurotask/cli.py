@@ -131,7 +131,7 @@ from pathlib import Path  # noqa: E402
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output directory (data, stores, report).")] = Path("demo-output"),
     full_models: Annotated[bool, typer.Option("--full-models", help="All 25 Taskonomy models (slow on a CPU).")] = False,
-    images: Annotated[int, typer.Option("--images", min=20, help="Trials/images of the synthetic subject (whole runs of 37).")] = 74,
+    images: Annotated[int, typer.Option("--images", min=20, help="Trials/images of the synthetic subject (whole runs of 37).")] = 111,
     permutations: Annotated[int, typer.Option("--permutations", min=1, help="Permutations of the significance test.")] = 200,
     scheduler: SchedulerOption = None,
     cluster: ClusterOption = "local",

@@ -67,7 +67,7 @@ def demo(
     *,
     full_models: bool = False,
     models: Sequence[str] | None = None,
-    n_images: int = 74,
+    n_images: int = 111,
     subject: str = "CSI1",
     n_permutations: int = 200,
     client: Any = None,
