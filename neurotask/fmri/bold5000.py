@@ -302,8 +302,10 @@ def _load_roi_file(path: Path) -> dict[str, np.ndarray]:
             content = None
         if content is not None:
             return {canonical_roi(k): np.asarray(v, dtype=np.float32) for k, v in content.items() if not k.startswith("__")}
-    import h5py
-
+    try:
+        import h5py
+    except ImportError as error:
+        raise ImportError(f"{path.name} is an HDF5 (MATLAB v7.3) file; reading it needs h5py: pip install h5py") from error
     with h5py.File(path, "r") as f:  # HDF5 stores MATLAB matrices transposed
         return {canonical_roi(k): np.asarray(f[k], dtype=np.float32).T for k in f.keys() if not k.startswith("#")}
 

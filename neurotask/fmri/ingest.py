@@ -238,16 +238,17 @@ def load_bold5000(
         "normalize": normalize, "voxel_chunk": voxel_chunk, **layout.details,
         "inputs": _fingerprint(layout.files + ([Path(mask)] if isinstance(mask, (str, os.PathLike)) else [])),
     }
-    if path.exists() and not overwrite:
+    if path.exists():
         existing = open_store(path, kind="responses", allow_incomplete=True).attrs.get("parameters")
-        if existing != json.dumps(parameters, sort_keys=True, default=str):
+        same = existing == json.dumps(parameters, sort_keys=True, default=str)
+        if same and is_complete(path):
+            logger.info("%s is complete with the same parameters: reopened", path)
+            return open_responses(path)
+        if not same and not overwrite:
             raise StoreError(
                 f"a store already exists at {str(path)!r} with other parameters ({existing}). "
                 f"Choose another store path, delete it, or pass overwrite=True."
             )
-        if is_complete(path):
-            logger.info("%s is complete with the same parameters: reopened", path)
-            return open_responses(path)
     if layout.details.get("session_boundaries") == "none":
         logger.warning("release 1: session boundaries unknown; all trials form session 1 (pass session_trials)")
     with Progress(disable=not progress, transient=True) as bar:

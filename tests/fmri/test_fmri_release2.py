@@ -157,6 +157,8 @@ def test_resumes_after_interruption_without_rereading(release2_tree, tmp_path, m
     assert nt.load_bold5000(tree.root, store=store, voxel_chunk=8, progress=False).shape == fresh.shape
     with pytest.raises(StoreError, match="other parameters"):
         nt.load_bold5000(tree.root, store=store, voxel_chunk=8, normalize="run", progress=False)
+    replaced = nt.load_bold5000(tree.root, store=store, voxel_chunk=8, normalize="run", overwrite=True, progress=False)
+    assert replaced.attrs["normalization"] == "run" and nt.open_responses(store).attrs["normalization"] == "run"
 
 
 def test_csi4_shape_and_real_order(tmp_path):

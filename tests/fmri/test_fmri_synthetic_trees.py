@@ -91,8 +91,8 @@ def test_release1_tree(tmp_path):
 
 def test_bids_tree(tmp_path):
     truth = write_synthetic_bold5000(tmp_path, features_for("CSI3", 2), "CSI3", n_sessions=2, volume_shape=SHAPE, release="bids")
-    mask = tmp_path / "derivatives" / "synthetic" / "sub-CSI3_brainmask.nii.gz"
-    resp = nt.load_bold5000(tmp_path, "CSI3", release="bids", store=tmp_path / "r.zarr", mask=mask, progress=False)
+    resp = nt.load_bold5000(tmp_path, "CSI3", release="bids", store=tmp_path / "r.zarr", progress=False)
+    assert resp.attrs["mask_source"] == "tree:CSI3_brainmask.nii.gz"  # derivatives/GLMsingle/CSI3/
     trials = bold5000_trials("CSI3", n_sessions=2)
     assert resp["image"].values.tolist() == trials.image.tolist()
     np.testing.assert_array_equal(resp["session"], trials.session)
