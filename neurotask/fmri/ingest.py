@@ -187,8 +187,9 @@ def load_bold5000(
         resumable across processes). An existing complete store with the same parameters is
         reopened without reading any input; an interrupted one is resumed.
     mask : path-like or nibabel image, optional
-        Brain mask (binarized > 0). Default: the tree's ``<SUBJ>_brainmask.nii.gz``; when there is
-        none, one is derived from the first session's mean ``|beta|`` volume with
+        Brain mask (binarized > 0). Default: the tree's
+        ``derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz`` (release 2 and BIDS); when there is
+        none, one is derived from the first file's mean ``|value|`` volume with
         ``nilearn.masking.compute_epi_mask``. Ignored for release 1 (ROI columns).
     normalize : {"session", "run", "none"}
         z-score each voxel within session (default) or run (ddof=0), or keep raw values.
