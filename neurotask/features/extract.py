@@ -17,6 +17,7 @@ and decoding per (chunk, model) would decode every image 25 times.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -215,6 +216,62 @@ def _progress() -> Any:
     )
 
 
+Result = Iterator[tuple[str, slice, np.ndarray]]
+
+
+def _run_in_process(
+    units: list[tuple[slice, list[str]]],
+    checkpoints: Mapping[str, Checkpoint],
+    writer: RegionWriter | None,
+    model_index: Mapping[str, int],
+    paths: list[str],
+    run: Mapping[str, Any],
+) -> Result:
+    """Run the units here, one after the other; yield in-memory results (task, images, features)."""
+    with _progress() as progress:
+        bar = progress.add_task("extract", total=sum((sl.stop - sl.start) * len(g) for sl, g in units))
+        for sl, group in units:
+            unit_checkpoints = [checkpoints[t] for t in group]
+            advance = functools.partial(progress.advance, bar)
+            if writer is None:
+                features = _encode_chunk(paths[sl], unit_checkpoints, advance=advance, **run)
+                yield from ((task, sl, f) for task, f in features.items())
+            else:
+                _write_unit(writer, sl, model_index, paths[sl], unit_checkpoints, advance=advance, **run)
+
+
+def _run_on_client(
+    client: Any,
+    units: list[tuple[slice, list[str]]],
+    checkpoints: Mapping[str, Checkpoint],
+    writer: RegionWriter | None,
+    model_index: Mapping[str, int],
+    paths: list[str],
+    run: Mapping[str, Any],
+) -> Result:
+    """Submit every unit to the cluster; yield in-memory results as units complete."""
+    if not units:
+        return
+    from distributed import as_completed
+
+    futures = {}
+    for sl, group in units:
+        unit_checkpoints = [checkpoints[t] for t in group]
+        if writer is None:
+            future = client.submit(_encode_chunk, paths[sl], unit_checkpoints, pure=False, **run)
+        else:
+            future = client.submit(_write_unit, writer, sl, model_index, paths[sl], unit_checkpoints, pure=False, **run)
+        futures[future] = (sl, group)
+    with _progress() as progress:
+        bar = progress.add_task("extract", total=sum((sl.stop - sl.start) * len(g) for sl, g in units))
+        for future in as_completed(list(futures)):
+            sl, group = futures[future]
+            result = future.result()
+            if writer is None:
+                yield from ((task, sl, f) for task, f in result.items())
+            progress.advance(bar, (sl.stop - sl.start) * len(group))
+
+
 def _attrs(
     checkpoints: Mapping[str, Checkpoint],
     grayscale: list[str],
@@ -355,8 +412,9 @@ def extract_features(
         "channels_last": bool(channels_last),
     }
 
+    # in-memory results; with a store the units write their regions and yield nothing
+    values = np.empty(shape if store is None else (0, 0, 0), dtype=np.float32)
     if store is None:
-        values = np.empty(shape, dtype=np.float32)
         pending = [
             {"model": slice(m, m + 1), "image": sl}
             for m in range(len(tasks))
@@ -378,42 +436,9 @@ def extract_features(
     # 4. run the units: on the cluster, or here with a progress bar
     n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
     units = _units(pending, tasks, n_workers)
-    total = sum((sl.stop - sl.start) * len(group) for sl, group in units)
-
-    def collect(task: str, sl: slice, features: np.ndarray) -> None:
+    run_units = _run_in_process if client is None else functools.partial(_run_on_client, client)
+    for task, sl, features in run_units(units, checkpoints, writer, model_index, path_of, run):
         values[model_index[task], sl] = features
-
-    if client is None:
-        with _progress() as progress:
-            bar = progress.add_task("extract", total=total)
-            for sl, group in units:
-                unit_checkpoints = [checkpoints[t] for t in group]
-                advance = lambda n: progress.advance(bar, n)  # noqa: E731
-                if writer is None:
-                    sink = lambda task, f, sl=sl: collect(task, sl, f)  # noqa: E731
-                    _encode_chunk(path_of[sl], unit_checkpoints, sink=sink, advance=advance, **run)
-                else:
-                    _write_unit(writer, sl, model_index, path_of[sl], unit_checkpoints, advance=advance, **run)
-    elif units:
-        from distributed import as_completed
-
-        futures = {}
-        for sl, group in units:
-            unit_checkpoints = [checkpoints[t] for t in group]
-            if writer is None:
-                future = client.submit(_encode_chunk, path_of[sl], unit_checkpoints, pure=False, **run)
-            else:
-                future = client.submit(_write_unit, writer, sl, model_index, path_of[sl], unit_checkpoints, pure=False, **run)
-            futures[future] = (sl, group)
-        with _progress() as progress:
-            bar = progress.add_task("extract", total=total)
-            for future in as_completed(list(futures)):
-                sl, group = futures[future]
-                result = future.result()
-                if writer is None:
-                    for task, features in result.items():
-                        collect(task, sl, features)
-                progress.advance(bar, (sl.stop - sl.start) * len(group))
 
     # 5. finish
     final = {"device": device, "batch_size": int(batch_size)}
