@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import write_release2
+from fmri_trees import write_release2
 from typer.testing import CliRunner
 
 import neurotask as nt

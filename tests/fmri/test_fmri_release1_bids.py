@@ -7,7 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import AFFINE, TPR, trial_names, write_bids, write_release1
+from fmri_trees import AFFINE, TPR, trial_names, write_bids, write_release1
 
 import neurotask as nt
 from neurotask.fmri.bold5000 import ROIS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 from nilearn.masking import compute_epi_mask
-from conftest import AFFINE, TPR, write_release2
+from fmri_trees import AFFINE, TPR, write_release2
 
 import neurotask as nt
 from neurotask.datasets.synthetic import bold5000_trial_order
