@@ -71,3 +71,19 @@ def test_variance_partition_chart():
     assert [t.get_text() for t in visible[0].get_xticklabels()] == ["unique A", "shared", "unique B", "R² A∪B"]
     with pytest.raises(ValueError, match="not in the partition"):
         plotting.plot_variance_partition(vp, ["x+y"])
+
+
+def test_brain_tree_beside_the_rsa_tree():
+    """task_similarity's output feeds the RSA helper's figures (dendrogram, tanglegram)."""
+    from neurotask.stats import task_similarity
+
+    rng = np.random.default_rng(1)
+    models = ["normal", "depth_zbuffer", "class_object", "class_scene"]
+    base = rng.standard_normal((2, 200))
+    r = np.stack([base[0], base[0] + 0.2 * rng.standard_normal(200), base[1], base[1] + 0.2 * rng.standard_normal(200)])
+    fit = xr.Dataset({"r": (("model", "voxel"), r)}, coords={"model": models})
+    brain = task_similarity(fit, fit.r > 0)
+    rsa_sim = brain.copy(data=np.corrcoef(r))
+    assert isinstance(plotting.plot_dendrogram(brain), Figure)
+    figure = plotting.compare_trees(rsa_sim, brain)
+    assert isinstance(figure, Figure) and "brain" in [ax.get_title() for ax in figure.axes]
