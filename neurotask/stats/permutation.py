@@ -27,15 +27,14 @@ seed, and equal across chunkings except for nulls within float32 rounding of the
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import scipy.linalg
 import xarray as xr
-from dask.array.core import PerformanceWarning
 
 from neurotask.stats.fdr import fdr_bh
 from neurotask.stores import validate_responses
@@ -201,24 +200,77 @@ def _refit_null(
 
 
 # --------------------------------------------------------------------------------------------
-# orchestration
+# orchestration: one observed task per (models × voxel chunk), one task per permutation block of it;
+# counts are reduced inside the tasks, so memory is bounded by one null block
 
 
-def _compute(*arrays: da.Array, client=None, progress: bool = False) -> tuple[np.ndarray, ...]:
-    """Compute dask arrays together (shared tasks once) on ``client``, the current client, or threads."""
+def _count(null: np.ndarray, observed: np.ndarray, fwer: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``#{null ≥ observed}`` per (model, voxel), and with ``fwer`` the max over voxels per (permutation, model)."""
+    exceed = (null >= observed[None]).sum(axis=0, dtype=np.int64)
+    return exceed, (np.fmax.reduce(null, axis=2) if fwer else None)
+
+
+def _shuffle_observed(prepared: tuple, statistic: str) -> np.ndarray:
+    return _shuffle_null(np.arange(prepared[1].shape[0])[None], *prepared, statistic)[0]
+
+
+def _shuffle_block(perms: np.ndarray, prepared: tuple, observed: np.ndarray, statistic: str, fwer: bool):
+    return _count(_shuffle_null(perms, *prepared, statistic), observed, fwer)
+
+
+def _refit_observed(hats, alpha_index, y_train, y_test, statistic: str) -> np.ndarray:
+    return _refit_null(np.arange(y_train.shape[0])[None], hats, alpha_index, y_train, y_test, statistic)[0]
+
+
+def _refit_block(perms, hats, alpha_index, y_train, y_test, observed, statistic: str, fwer: bool):
+    return _count(_refit_null(perms, hats, alpha_index, y_train, y_test, statistic), observed, fwer)
+
+
+def _merge_blocks(*blocks: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sum the exceedance counts of a unit's permutation blocks; stack their maxima in block order."""
+    exceed = np.sum([block[0] for block in blocks], axis=0)
+    maxima = None if blocks[0][1] is None else np.concatenate([block[1] for block in blocks], axis=0)
+    return exceed, maxima
+
+
+@dataclass
+class _Unit:
+    """One task group: the observed statistic of (models × voxel chunk) and its permutation blocks."""
+
+    models: slice
+    voxels: slice
+    observed: Any
+    blocks: list
+
+
+def _compute(units: list[_Unit], shape: tuple[int, int], n_permutations: int, fwer: bool, client, progress: bool):
+    """Run every unit (on ``client``, the current client, or threads) and assemble
+    ``observed`` and ``exceed (model, voxel)`` and ``maxima (permutation, model)``."""
+    merged = [dask.delayed(_merge_blocks)(*unit.blocks) for unit in units]
+    todo = [unit.observed for unit in units] + merged
     if client is not None:
-        futures = client.compute(list(arrays))
+        futures = client.compute(todo)
         if progress:
             from distributed import progress as distributed_progress
 
             distributed_progress(futures)
-        return tuple(client.gather(futures))
-    if progress:
+        done = client.gather(futures)
+    elif progress:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
-            return dask.compute(*arrays)
-    return dask.compute(*arrays)
+            done = dask.compute(*todo)
+    else:
+        done = dask.compute(*todo)
+    observed = np.full(shape, np.nan, dtype=np.float32)
+    exceed = np.zeros(shape, dtype=np.int64)
+    maxima = np.full((n_permutations, shape[0]), -np.inf, dtype=np.float32) if fwer else None
+    for unit, obs, (exc, mx) in zip(units, done[: len(units)], done[len(units):]):
+        observed[unit.models, unit.voxels] = obs
+        exceed[unit.models, unit.voxels] = exc
+        if fwer:
+            maxima[:, unit.models] = np.fmax(maxima[:, unit.models], mx)
+    return observed, exceed, maxima
 
 
 def _test_split(results: xr.Dataset, responses: xr.DataArray) -> np.ndarray:
@@ -258,34 +310,29 @@ def _predictions(
 
 def _as_dask(array: xr.DataArray, chunks: tuple) -> da.Array:
     data = array.data if isinstance(array.data, da.Array) else da.from_array(np.asarray(array.data))
-    return data.rechunk(chunks)
+    return data.astype(np.float32, copy=False).rechunk(chunks)
 
 
-def _shuffle_test_null(
+def _voxel_slices(chunks: tuple[int, ...]) -> list[slice]:
+    bounds = np.cumsum((0,) + tuple(chunks))
+    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _shuffle_units(
     predictions: xr.DataArray, test_responses: xr.DataArray, perms: np.ndarray, statistic: str,
-    voxel_chunk: int, permutation_block: int,
-) -> tuple[da.Array, da.Array]:
-    pred = _as_dask(predictions.astype(np.float32, copy=False), (-1, -1, voxel_chunk))
-    resp = _as_dask(test_responses.astype(np.float32, copy=False), (-1, voxel_chunk))
-
-    def part(index: int) -> Callable:
-        return lambda p, r: _prepare(p, r, statistic)[index]
-
-    a = da.map_blocks(part(0), pred, resp, dtype=np.float32)
-    b = da.map_blocks(part(1), pred, resp, dtype=np.float32, drop_axis=0)
-    offset = da.map_blocks(part(2), pred, resp, dtype=np.float32, drop_axis=1)
-    perms_dask = da.from_array(perms, chunks=(permutation_block, -1))
-    identity = da.from_array(np.arange(perms.shape[1])[None], chunks=(1, -1))
-    kernel = lambda pm, a_, b_, o_: _shuffle_null(pm, a_, b_, o_, statistic)  # noqa: E731
-    with warnings.catch_warnings():  # permutation blocks × voxel chunks is the intended task grid
-        warnings.simplefilter("ignore", PerformanceWarning)
-        null = da.blockwise(
-            kernel, "pmv", perms_dask, "pt", a, "mtv", b, "tv", offset, "mv", dtype=np.float32, concatenate=True
-        )
-    observed = da.blockwise(
-        kernel, "pmv", identity, "pt", a, "mtv", b, "tv", offset, "mv", dtype=np.float32, concatenate=True
-    )[0]
-    return null, observed
+    voxel_chunk: int, permutation_block: int, fwer: bool,
+) -> list[_Unit]:
+    pred = _as_dask(predictions, (-1, -1, voxel_chunk)).to_delayed()[0, 0]
+    resp = _as_dask(test_responses, (-1, voxel_chunk))
+    voxels = _voxel_slices(resp.chunks[1])
+    blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
+    units = []
+    for pred_block, resp_block, cols in zip(pred, resp.to_delayed()[0], voxels):
+        prepared = dask.delayed(_prepare, nout=3)(pred_block, resp_block, statistic)
+        observed = dask.delayed(_shuffle_observed)(prepared, statistic)
+        work = [dask.delayed(_shuffle_block)(block, prepared, observed, statistic, fwer) for block in blocks]
+        units.append(_Unit(slice(None), cols, observed, work))
+    return units
 
 
 def _refit_parameters(results: xr.Dataset) -> bool:
@@ -299,33 +346,31 @@ def _design(features: xr.DataArray, model: str, images: np.ndarray) -> np.ndarra
     return np.concatenate(spaces, axis=1) if len(spaces) > 1 else np.asarray(spaces[0])
 
 
-def _refit_test_null(
-    results: xr.Dataset, features: xr.DataArray, responses: xr.DataArray, is_test: np.ndarray,
-    perms: np.ndarray, statistic: str, voxel_chunk: int, permutation_block: int,
-) -> tuple[da.Array, da.Array]:
+def _refit_units(
+    results: xr.Dataset, features: xr.DataArray | None, responses: xr.DataArray, is_test: np.ndarray,
+    perms: np.ndarray, statistic: str, voxel_chunk: int, permutation_block: int, fwer: bool,
+) -> list[_Unit]:
     if features is None:
         raise ValueError("method='refit' needs features=... (model, image, feature): the refit uses the design.")
     standardize = _refit_parameters(results)
-    y = _as_dask(responses.astype(np.float32, copy=False), (-1, voxel_chunk))
-    y_train, y_test = y[np.flatnonzero(~is_test)], y[np.flatnonzero(is_test)]
-    perms_dask = da.from_array(perms, chunks=(permutation_block, -1))
-    identity = da.from_array(np.arange(perms.shape[1])[None], chunks=(1, -1))
+    y = _as_dask(responses, (-1, voxel_chunk))
+    voxels = _voxel_slices(y.chunks[1])
+    y_train = y[np.flatnonzero(~is_test)].to_delayed()[0]
+    y_test = y[np.flatnonzero(is_test)].to_delayed()[0]
+    blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
     images = responses["image"].values
-    nulls, observeds = [], []
-    for model in results["model"].values:
+    units = []
+    for m, model in enumerate(results["model"].values):
         design = _design(features, str(model), images)
         alpha = np.asarray(results["alpha"].sel(model=model).values, dtype=np.float64)
         alphas, alpha_index = np.unique(alpha, return_inverse=True)
-        hats = da.from_array(_hat_matrices(design[~is_test], design[is_test], alphas, standardize or "+" in str(model)))
-        index = da.from_array(alpha_index.astype(np.intp), chunks=(voxel_chunk,))
-        kernel = lambda pm, h, i, ytr, yte: _refit_null(pm, h, i, ytr, yte, statistic)  # noqa: E731
-        args = (hats, "ats", index, "v", y_train, "sv", y_test, "tv")
-        blockwise = {"dtype": np.float32, "new_axes": {"m": 1}, "concatenate": True}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PerformanceWarning)
-            nulls.append(da.blockwise(kernel, "pmv", perms_dask, "ps", *args, **blockwise))
-        observeds.append(da.blockwise(kernel, "pmv", identity, "ps", *args, **blockwise))
-    return da.concatenate(nulls, axis=1), da.concatenate(observeds, axis=1)[0]
+        hats = dask.delayed(_hat_matrices)(design[~is_test], design[is_test], alphas, standardize or "+" in str(model))
+        for train_block, test_block, cols in zip(y_train, y_test, voxels):
+            args = (hats, alpha_index[cols], train_block, test_block)
+            observed = dask.delayed(_refit_observed)(*args, statistic)
+            work = [dask.delayed(_refit_block)(block, *args, observed, statistic, fwer) for block in blocks]
+            units.append(_Unit(slice(m, m + 1), cols, observed, work))
+    return units
 
 
 def permutation_test(
@@ -416,18 +461,14 @@ def permutation_test(
     if method == "shuffle-test":
         pred = _predictions(results, responses, features, predictions)
         perms = _permutations(int(is_test.sum()), n_permutations, seed)
-        null, observed = _shuffle_test_null(
-            pred, responses.isel(trial=np.flatnonzero(is_test)), perms, statistic, voxel_chunk, permutation_block
-        )
+        units = _shuffle_units(pred, responses.isel(trial=np.flatnonzero(is_test)), perms, statistic, voxel_chunk,
+                               permutation_block, fwer)
     else:
         perms = _permutations(int((~is_test).sum()), n_permutations, seed)
-        null, observed = _refit_test_null(
-            results, features, responses, is_test, perms, statistic, voxel_chunk, permutation_block
-        )
-    exceed = (null >= observed[None]).sum(axis=0)
-    to_compute = [exceed, observed] + ([da.nanmax(null, axis=2)] if fwer else [])
-    computed = _compute(*to_compute, client=client, progress=progress)
-    exceed, observed = computed[0], computed[1]
+        units = _refit_units(results, features, responses, is_test, perms, statistic, voxel_chunk, permutation_block,
+                             fwer)
+    shape = (len(models), responses.sizes["voxel"])
+    observed, exceed, null_max = _compute(units, shape, n_permutations, fwer, client, progress)
     valid = np.isfinite(observed)
     p = np.where(valid, (1.0 + exceed) / (1.0 + n_permutations), np.nan)
     significant, q_values = fdr_bh(p, q)
@@ -444,8 +485,9 @@ def permutation_test(
         coords=coords,
     )
     if fwer:
-        null_max = computed[2].T  # (model, permutation)
-        exceed_max = (null_max[:, :, None] >= observed[:, None, :]).sum(axis=1)
+        null_max = null_max.T  # (model, permutation)
+        ordered = np.sort(null_max, axis=1)  # #{max null ≥ observed} by binary search, per model
+        exceed_max = np.stack([n_permutations - np.searchsorted(o, obs, side="left") for o, obs in zip(ordered, observed)])
         p_fwer = np.where(valid, (1.0 + exceed_max) / (1.0 + n_permutations), np.nan)
         out["null_max"] = (("model", "permutation"), null_max, {"long_name": f"max over voxels of null {statistic}"})
         out["threshold_fwer"] = (("model",), np.quantile(null_max, 1 - q, axis=1, method="higher"))
