@@ -207,3 +207,25 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
         write_synthetic_bold5000(tmp_path, full, n_sessions=1, release=3)
     with pytest.raises(ValueError, match="snr must be"):
         write_synthetic_bold5000(tmp_path, full, n_sessions=1, snr=(1.0, 0.5))
+
+
+def test_defaults_are_a_ridge_test_bed(tmp_path: Path) -> None:
+    """With more features than a least-squares fit can take, ridge still recovers the planted R²."""
+    from sklearn.linear_model import RidgeCV
+
+    trials = bold5000_trials("CSI1", n_sessions=3)
+    features = make_synthetic_features(["normal", "jigsaw"], trials.image.unique().tolist(), n_features=256, seed=2)
+    truth = write_synthetic_bold5000(tmp_path, features, seed=2)
+    betas = load_betas(tmp_path, "CSI1", 3)
+    train, test = trials.session.to_numpy() < 3, trials.session.to_numpy() == 3
+    for model in ("normal", "jigsaw", ""):
+        voxels = (truth.driver.values == model) & (truth.defect.values == "")
+        y = betas[truth.i.values[voxels], truth.j.values[voxels], truth.k.values[voxels]].T
+        x = features.sel(model=model or "normal", image=trials.image.to_numpy()).values.astype(np.float64)
+        ridge = RidgeCV(alphas=np.logspace(-2, 7, 19), alpha_per_target=True).fit(x[train], y[train])
+        residual = y[test] - ridge.predict(x[test])
+        r2 = 1 - (residual**2).sum(axis=0) / ((y[test] - y[test].mean(axis=0)) ** 2).sum(axis=0)
+        # Ridge shrinkage and 740 training trials cost ~0.03 of held-out R² (measured 0.166 vs 0.201).
+        assert abs(r2.mean() - truth.true_r2.values[voxels].mean()) < 0.07, model or "noise"
+        if model:
+            assert np.corrcoef(r2, truth.true_r2.values[voxels])[0, 1] > 0.85
