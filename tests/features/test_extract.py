@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,26 +89,39 @@ def test_store_equals_in_memory_and_validates(in_memory, full_store, stimuli_dir
     assert again.attrs["created"] == stored.attrs["created"]
 
 
-def test_resume_after_interruption(full_store, stimuli_dir, weights_dir, tmp_path, monkeypatch) -> None:
-    """Kill after 2 of 4 regions, re-run: only the 2 missing regions run; the store is identical."""
+_KILLED_RUN = """
+import os, signal, sys
+from neurotask.features import encoders
+from neurotask.features.extract import extract_features
+
+real_encode, calls = encoders.encode, []
+
+def encode_then_die(encoder, inputs):
+    calls.append(1)
+    if len(calls) == 3:  # two regions are written: the process dies without any cleanup
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_encode(encoder, inputs)
+
+encoders.encode = encode_then_die
+images, store, weights = sys.argv[1:]
+extract_features(images, {models}, store, weights=weights, **{run})
+"""
+
+
+def test_resume_after_kill(full_store, stimuli_dir, weights_dir, tmp_path, monkeypatch) -> None:
+    """SIGKILL the extracting process after 2 of 4 regions, re-run: only the 2 missing regions
+    are computed, and the store is identical to an uninterrupted run's."""
+    store = tmp_path / "resumed.zarr"
+    script = _KILLED_RUN.format(models=MODELS, run=RUN)
+    killed = subprocess.run([sys.executable, "-c", script, str(stimuli_dir), str(store), str(weights_dir)])
+    assert killed.returncode == -signal.SIGKILL
+    with pytest.raises(StoreError, match="incomplete.*2 of 4 regions"):
+        open_features(store)
+
     calls = []
     real_encode = encoders.encode
-
-    def dying_encode(encoder, inputs):
-        calls.append(len(inputs))
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real_encode(encoder, inputs)
-
-    monkeypatch.setattr(encoders, "encode", dying_encode)
-    with pytest.raises(KeyboardInterrupt):
-        extract_features(stimuli_dir, MODELS, tmp_path / "resumed.zarr", weights=weights_dir, **RUN)
-    with pytest.raises(StoreError, match="incomplete.*2 of 4 regions"):
-        open_features(tmp_path / "resumed.zarr")
-
-    calls.clear()
     monkeypatch.setattr(encoders, "encode", lambda encoder, inputs: calls.append(len(inputs)) or real_encode(encoder, inputs))
-    resumed = extract_features(stimuli_dir, MODELS, tmp_path / "resumed.zarr", weights=weights_dir, **RUN)
+    resumed = extract_features(stimuli_dir, MODELS, store, weights=weights_dir, **RUN)
     assert calls == [2, 2]  # one batch per missing region
     _same_store(resumed.load(), open_features(full_store).load())
 
