@@ -229,3 +229,11 @@ def test_defaults_are_a_ridge_test_bed(tmp_path: Path) -> None:
         assert abs(r2.mean() - truth.true_r2.values[voxels].mean()) < 0.07, model or "noise"
         if model:
             assert np.corrcoef(r2, truth.true_r2.values[voxels])[0, 1] > 0.85
+
+
+def test_lazy_features_give_the_same_tree(tmp_path: Path) -> None:
+    features = features_for("CSI1", 1)
+    eager = write_synthetic_bold5000(tmp_path / "eager", features, n_sessions=1, n_trials=74)
+    lazy = write_synthetic_bold5000(tmp_path / "lazy", features.chunk({"image": 50}), n_sessions=1, n_trials=74)
+    xr.testing.assert_equal(eager.drop_attrs(), lazy.drop_attrs())
+    assert betas_path(tmp_path / "eager", "CSI1", 1).read_bytes() == betas_path(tmp_path / "lazy", "CSI1", 1).read_bytes()
