@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,14 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("bold5000")
-    images = list(dict.fromkeys(bold5000_trials("CSI1", n_sessions=2)["image"]))
+    images = list(dict.fromkeys(img for s in ("CSI1", "CSI2") for img in bold5000_trials(s, n_sessions=2)["image"]))
     features = make_synthetic_features(MODELS, images, n_features=32, seed=0)
     feature_store = root / "features.zarr"
     stores.write_dataset(feature_store, features.to_dataset(name="features"), region_dim="model",
                          chunks={"model": 1, "image": 512, "feature": -1})
-    write_synthetic_bold5000(root, features, "CSI1", n_sessions=2, volume_shape=(8, 10, 8), snr=(0.5, 3.0))
+    for seed, subject in enumerate(("CSI1", "CSI2")):
+        write_synthetic_bold5000(root, features, subject, n_sessions=2, volume_shape=(8, 10, 8), snr=(0.5, 3.0),
+                                 seed=seed)
     return root, feature_store
 
 
@@ -285,6 +288,29 @@ def test_run_on_a_separate_scheduler_process(data, reference, tmp_path, schedule
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"scheduler {scheduler_process}" in result.stderr
     assert_same_results(out, ref)
+
+
+def test_several_subjects_average_their_task_similarity(data, tmp_path):
+    from neurotask.stats import task_similarity
+
+    out = tmp_path / "out"
+    config = make_config(data, out, subjects=["CSI1", "CSI2"], steps=["ingest", "encode", "permute"])
+    summary = pipeline.run(config)
+    if summary.statuses.get("task_similarity") != "complete":
+        pytest.skip(f"task similarity not computed: {summary.statuses}")
+    stored = stores.open_results(out / "task_similarity.zarr")
+    assert list(stored["subject"].values) == ["CSI1", "CSI2"]
+    per_subject = [
+        task_similarity(stores.open_results(out / f"encoding-{s}.zarr"), stores.open_results(out / f"permutation-{s}.zarr"))
+        for s in ("CSI1", "CSI2")
+    ]
+    # reference: each subject's matrix from the library, averaged here (NaN-aware, as documented)
+    with warnings.catch_warnings():  # a model without significant voxels in both subjects stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmean(np.stack([m.values for m in per_subject]), axis=0)
+    assert np.isfinite(expected).sum() >= 4
+    np.testing.assert_allclose(stored["mean"].values, expected, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(stored["similarity"].values, np.stack([m.values for m in per_subject]), equal_nan=True)
 
 
 def test_open_outputs_finds_every_store(reference):
