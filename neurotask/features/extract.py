@@ -111,16 +111,20 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def _worker_threads() -> int:
-    """Cores per task: all of them in-process, shared among a Dask worker's threads."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Threads for torch and decoding: all cores in-process; on a Dask worker, what it has.
+
+    Dask's nannies start workers with ``OMP_NUM_THREADS=1`` (one core per worker thread), which
+    torch follows; overriding it would oversubscribe a machine running several workers.
+    """
     if "distributed" in sys.modules:
         from distributed import get_worker
 
         try:
-            return max(1, cores // get_worker().state.nthreads)
+            get_worker()
+            return torch.get_num_threads()
         except ValueError:  # not on a worker
             pass
-    return cores
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _encode_chunk(
