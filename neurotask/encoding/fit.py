@@ -3,10 +3,9 @@
 :func:`fit` follows DESIGN §3 (Encoding) and §6 (Execution):
 
 1. align each model's features to the responses' trials by image id (``nt.align``);
-2. split trials into training and test (held-out sessions, or a seeded fraction of images);
-3. group training trials into K folds by session (by run when there are fewer training sessions
-   than folds), with :class:`sklearn.model_selection.GroupKFold`;
-4. per group of models whose factors fit in ``factor_memory``: compute each model's
+2. split trials into training and test, and training trials into folds
+   (:mod:`neurotask.encoding.split`);
+3. per group of models whose factors fit in ``factor_memory``: compute each model's
    decompositions once (:mod:`neurotask.encoding.ridge`), then stream voxel chunks, each read
    once for all models of the group, through GEMM-only kernels.
 
@@ -23,7 +22,6 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -31,12 +29,12 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
-from sklearn.model_selection import GroupKFold
 from threadpoolctl import threadpool_limits
 
 from neurotask import stores
 from neurotask.encoding import ridge
 from neurotask.encoding.scoring import SCORINGS
+from neurotask.encoding.split import Split, make_split
 
 __all__ = ["DEFAULT_ALPHAS", "fit", "predict"]
 
@@ -50,16 +48,6 @@ _VARIABLE_ATTRS = {
     "cv_r2": {"long_name": "cross-validation R² at the chosen alpha", "units": "1",
               "method": "validation R² averaged over folds (GCV estimate for cv='gcv')"},
 }
-
-
-@dataclass(frozen=True)
-class _Split:
-    is_test: np.ndarray  # (trial,) bool
-    fold: np.ndarray  # (trial,) fold of each training trial, -1 for test trials
-    train_index: np.ndarray  # training trials in fold order
-    test_index: np.ndarray
-    bounds: np.ndarray  # fold f = train_index[bounds[f]:bounds[f+1]]
-    info: dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +73,9 @@ def _check_alphas(alphas: Sequence[float] | np.ndarray | None) -> np.ndarray:
     return values
 
 
-def _model_specs(models: Sequence[str | Sequence[str]] | str | None, available: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+def _model_specs(
+    models: Sequence[str | Sequence[str]] | str | None, available: Sequence[str]
+) -> list[tuple[str, tuple[str, ...]]]:
     """``[(name, spaces)]``: a joint model ``("a", "b")`` or ``"a+b"`` is named ``"a+b"``."""
     if models is None:
         models = list(available)
@@ -108,77 +98,6 @@ def _model_specs(models: Sequence[str | Sequence[str]] | str | None, available: 
     return specs
 
 
-# --------------------------------------------------------------------------------------------
-# split and folds
-
-
-def _test_mask(
-    responses: xr.DataArray, test_sessions: Any, test_fraction: float | None, seed: int
-) -> tuple[np.ndarray, dict[str, Any]]:
-    if test_sessions is not None and test_fraction is not None:
-        raise ValueError("pass test_sessions or test_fraction, not both.")
-    if test_fraction is not None:
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}.")
-        images = np.unique(responses["image"].values.astype(str))
-        n_test = max(1, int(round(test_fraction * images.size)))
-        chosen = np.random.default_rng(seed).choice(images, n_test, replace=False)
-        return np.isin(responses["image"].values.astype(str), chosen), {"test_fraction": test_fraction, "seed": seed}
-    sessions = responses["session"].values
-    available = [s.item() if hasattr(s, "item") else s for s in pd.unique(np.sort(sessions))]
-    if test_sessions is None:
-        wanted = [available[-1]]
-    elif isinstance(test_sessions, (str, int, np.integer)):
-        wanted = [test_sessions]
-    else:
-        wanted = list(test_sessions)
-    missing = [s for s in wanted if str(s) not in {str(a) for a in available}]
-    if missing or not wanted:
-        raise ValueError(
-            f"test_sessions {missing or wanted} are not sessions of responses; available sessions: {available}."
-        )
-    is_test = np.isin(sessions.astype(str), [str(s) for s in wanted])
-    return is_test, {"test_sessions": [a for a in available if str(a) in {str(w) for w in wanted}]}
-
-
-def _split(
-    responses: xr.DataArray, test_sessions: Any, test_fraction: float | None, seed: int, solver: str, n_folds: int
-) -> _Split:
-    is_test, info = _test_mask(responses, test_sessions, test_fraction, seed)
-    train = np.flatnonzero(~is_test)
-    test = np.flatnonzero(is_test)
-    if not test.size:
-        raise ValueError("the test set is empty; choose other test_sessions or a larger test_fraction.")
-    fold = np.full(is_test.size, -1, dtype=np.int16)
-    info.update(n_train=int(train.size), n_test=int(test.size))
-    if solver == "gcv":
-        if train.size < 2:
-            raise ValueError(f"GCV needs at least 2 training trials; got {train.size}.")
-        fold[train] = 0
-        return _Split(is_test, fold, train, test, np.array([0, train.size]), {**info, "folds": "gcv"})
-    if train.size < n_folds:
-        raise ValueError(f"{train.size} training trials are fewer than the cv={n_folds} folds; lower cv.")
-    sessions = responses["session"].values[train].astype(str)
-    grouping, groups = "session", sessions
-    if np.unique(sessions).size < n_folds:
-        grouping = "run"
-        groups = np.char.add(np.char.add(sessions, "/"), responses["run"].values[train].astype(str))
-        if np.unique(groups).size < n_folds:
-            raise ValueError(
-                f"the training set has {np.unique(sessions).size} sessions and {np.unique(groups).size} runs, "
-                f"fewer than the cv={n_folds} folds (folds are grouped by session, else by run); lower cv "
-                f"or use cv='gcv'."
-            )
-    train_fold = np.empty(train.size, dtype=np.int16)
-    for f, (_, validation) in enumerate(GroupKFold(n_splits=n_folds).split(train, groups=groups)):
-        train_fold[validation] = f
-    order = np.argsort(train_fold, kind="stable")
-    fold[train] = train_fold
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(train_fold, minlength=n_folds))])
-    return _Split(is_test, fold, train[order], test, bounds, {**info, "folds": grouping, "n_folds": n_folds})
-
-
-# --------------------------------------------------------------------------------------------
 # features
 
 
@@ -196,7 +115,7 @@ def _design(aligned: xr.DataArray, spaces: tuple[str, ...]) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             trials, columns = np.nonzero(bad)
-            images = pd.unique(aligned["image"].values[trials].astype(str)) if "image" in aligned.coords else trials
+            images = pd.unique(aligned["image"].values[trials].astype(str))
             raise ValueError(
                 f"features of model {space!r} hold {int(bad.sum())} NaN/inf values, in images {list(images[:5])} "
                 f"(features {sorted(set(columns.tolist()))[:5]}); fix or drop those images before fitting."
@@ -218,7 +137,7 @@ def _blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
-def _check_block(y: np.ndarray, split: _Split, start: int, voxel_labels: pd.DataFrame) -> None:
+def _check_block(y: np.ndarray, split: Split, start: int, voxel_labels: pd.DataFrame) -> None:
     bad = ~np.isfinite(y)
     if bad.any():
         voxels = np.flatnonzero(bad.any(axis=0))
@@ -240,7 +159,7 @@ def _check_block(y: np.ndarray, split: _Split, start: int, voxel_labels: pd.Data
 def _fit_block(
     y: np.ndarray,
     factors: Sequence[ridge.RidgeFactors],
-    split: _Split,
+    split: Split,
     alphas: np.ndarray,
     solver: str,
     variables: Sequence[str],
@@ -286,7 +205,9 @@ def _remote_assemble(prepared, bounds, full, *folds):  # noqa: ANN001, ANN202
     return ridge.RidgeFactors(design, bounds, tuple(folds), *full, offset, scale)
 
 
-def _submit_factors(client: Any, x_train: np.ndarray, x_test: np.ndarray, split: _Split, standardize: bool, solver: str) -> Any:
+def _submit_factors(
+    client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, standardize: bool, solver: str
+) -> Any:
     [x_train_f, x_test_f] = client.scatter([x_train, x_test])
     prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
@@ -335,7 +256,9 @@ def _voxel_labels(responses: xr.DataArray) -> pd.DataFrame:
     return pd.DataFrame({c: responses[c].values for c in names})
 
 
-def _run_local(designs, split, alphas, solver, variables, standardize, responses, groups, chunk, progress):  # noqa: ANN001, ANN202
+def _run_local(  # noqa: ANN202
+    designs, split, alphas, solver, variables, standardize, responses, groups, chunk, progress  # noqa: ANN001
+):
     n_voxels = responses.sizes["voxel"]
     out = np.empty((len(designs), len(variables), n_voxels), dtype=np.float32)
     labels = _voxel_labels(responses)
@@ -356,7 +279,9 @@ def _run_local(designs, split, alphas, solver, variables, standardize, responses
     return out
 
 
-def _run_cluster(client, designs, split, alphas, solver, variables, standardize, responses, groups, chunk, progress):  # noqa: ANN001, ANN202
+def _run_cluster(  # noqa: ANN202
+    client, designs, split, alphas, solver, variables, standardize, responses, groups, chunk, progress  # noqa: ANN001
+):
     from distributed import as_completed
 
     n_voxels = responses.sizes["voxel"]
@@ -476,10 +401,11 @@ def fit(
     >>> from neurotask.datasets import make_synthetic_features
     >>> feats = make_synthetic_features(["normal", "class_object"], 60, n_features=16)
     >>> rng = np.random.default_rng(0)
+    >>> trials = {"image": ("trial", np.tile(feats.image.values, 2)), "session": ("trial", np.repeat(np.arange(6), 20)),
+    ...           "run": ("trial", np.zeros(120, int))}
+    >>> voxels = {"i": ("voxel", np.arange(5)), "j": ("voxel", np.zeros(5, int)), "k": ("voxel", np.zeros(5, int))}
     >>> resp = xr.DataArray(rng.standard_normal((120, 5)).astype("float32"), dims=("trial", "voxel"),
-    ...     coords={"image": ("trial", np.tile(feats.image.values, 2)), "session": ("trial", np.repeat(np.arange(6), 20)),
-    ...             "run": ("trial", np.zeros(120, int)), "i": ("voxel", np.arange(5)), "j": ("voxel", np.zeros(5, int)),
-    ...             "k": ("voxel", np.zeros(5, int))})
+    ...                     coords={**trials, **voxels})
     >>> fit(feats, resp, progress=False).r2.dims
     ('model', 'voxel')
     """
@@ -493,7 +419,7 @@ def fit(
     if voxel_chunk is not None and voxel_chunk < 1:
         raise ValueError(f"voxel_chunk must be a positive int; got {voxel_chunk}.")
     specs = _model_specs(models, [str(m) for m in features["model"].values])
-    split = _split(responses, test_sessions, test_fraction, seed, solver, cv if solver == "kfold" else 0)
+    split = make_split(responses, test_sessions, test_fraction, seed, solver, cv if solver == "kfold" else 0)
     aligned = _align(features, responses)
     designs = [_design(aligned, spaces) for _, spaces in specs]
     standardize_by_model = [standardize or len(spaces) > 1 for _, spaces in specs]
@@ -611,5 +537,6 @@ def predict(
     coords = {str(c): test_responses[c] for c in test_responses.coords}
     return xr.DataArray(
         da.stack(stacked, axis=0), dims=("model", "trial", "voxel"), coords={"model": names, **coords},
-        name="prediction", attrs={"long_name": "ridge prediction of the test responses", "units": responses.attrs.get("units", "")},
+        name="prediction",
+        attrs={"long_name": "ridge prediction of the test responses", "units": responses.attrs.get("units", "")},
     )

@@ -105,9 +105,13 @@ def summary(
         raise ValueError(f"by must be 'model' or ('model', 'roi'); got {by}.")
     missing = [s for s in scores if s not in results]
     if missing:
-        raise ValueError(f"results lacks the score variables {missing}; it has {sorted(map(str, results.data_vars))}.")
+        raise ValueError(
+            f"results lacks the score variables {missing}; it has {sorted(map(str, results.data_vars))}."
+        )
     if ("roi" in by or roi is not None) and "roi" not in results.coords:
-        raise ValueError("results has no 'roi' coordinate on voxel; fit responses that carry one, or drop roi/by='roi'.")
+        raise ValueError(
+            "results has no 'roi' coordinate on voxel; fit responses that carry one, or drop roi/by='roi'."
+        )
     mask = _mask(results, significant)
     if roi is not None:
         keep = np.isin(results["roi"].values, [roi] if isinstance(roi, str) else list(roi))
