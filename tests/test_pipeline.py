@@ -52,7 +52,7 @@ def make_config(data, out: Path, **overrides) -> dict:
         "extract": {"store": str(feature_store)},
         "ingest": {"root": str(root)},
         "encode": {"test_sessions": [2], "alphas": [1.0, 10.0, 100.0, 1000.0], "cv": 2},
-        "permute": {"n_permutations": 50, "seed": 0},
+        "permute": {"n_permutations": 1000, "seed": 0},  # min p = 1/1001: BH passes the planted voxels
         "partition": {"pairs": [["autoencoding", "depth_euclidean"]]},
         "cluster": {"workers": 1, "processes": False},  # runs without a client: threads in-process
     }
@@ -253,6 +253,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# what a nanny sets in the workers it spawns (distributed's pre-spawn-environ); a worker without
+# a nanny needs it set by hand, or oversubscribed BLAS reorders float sums
+_SINGLE_THREADED_BLAS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
 @pytest.fixture
 def scheduler_process(tmp_path):
     """A `dask scheduler` and one `dask worker` on loopback, as separate processes."""
@@ -262,7 +267,8 @@ def scheduler_process(tmp_path):
                                    address.rsplit(":", 1)[1], "--no-dashboard"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     processes.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "2",
-                                       "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / "worker")], env=env,
+                                       "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / "worker")],
+                                      env={**env, **_SINGLE_THREADED_BLAS},
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         with Client(address, timeout=60) as client:
