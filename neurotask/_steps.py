@@ -73,10 +73,12 @@ def _digest(*parts: Any) -> str:
 
 
 def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a library function, giving it the client only if it takes one."""
+    """Call a library function, giving it the client only if it takes one, with progress shown."""
     parameters = inspect.signature(function).parameters
     if "client" in kwargs and "client" not in parameters:
         kwargs.pop("client")
+    if "progress" in parameters:
+        kwargs.setdefault("progress", True)
     return function(*args, **kwargs)
 
 
