@@ -20,7 +20,7 @@ from rich.console import Console
 
 from neurotask import stores
 from neurotask._steps import find_function
-from neurotask.pipeline import RunSummary, outputs, run
+from neurotask.pipeline import RunSummary, client_from_config, outputs, run
 
 __all__ = ["DEMO_MODELS", "demo"]
 
@@ -144,10 +144,7 @@ def demo(
     _write_toml(out / "demo.toml", config)
     owned = None
     if client is None:
-        from neurotask.cluster import get_client
-
-        c = config["cluster"]
-        owned = client = get_client(c.get("scheduler"), c.get("cluster", "local"), workers=c.get("workers"))
+        owned = client = client_from_config(config)
     try:
         run(config, client=client, steps=["extract"], console=console)
         features = outputs(out)["features"] if "images" in config["extract"] else Path(config["extract"]["store"])

@@ -51,7 +51,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["STEPS", "SECTIONS", "ConfigError", "RunSummary", "load_config", "validate", "run", "outputs", "open_outputs"]
+__all__ = [
+    "STEPS", "SECTIONS", "ConfigError", "RunSummary", "load_config", "validate", "run", "outputs", "open_outputs",
+    "client_from_config",
+]
 
 #: The steps, in the order they run.
 STEPS: tuple[str, ...] = ("extract", "ingest", "rsa", "encode", "permute", "partition", "report")
@@ -501,14 +504,7 @@ def run(
     ledger = _Ledger(paths["ledger"])
     owned = None
     if client is None and any(s != "report" for s in wanted):
-        from neurotask.cluster import get_client
-
-        cluster = cfg["cluster"]
-        owned = client = get_client(
-            cluster.get("scheduler"), cluster.get("cluster", "local"), workers=cluster.get("workers"),
-            threads_per_worker=cluster.get("threads_per_worker"), memory_limit=cluster.get("memory_limit"),
-            processes=cluster.get("processes", True), slurm_options=cluster.get("slurm") or None,
-        )
+        owned = client = client_from_config(cfg)
     try:
         context = _steps.Context(cfg=cfg, out=out, client=client, console=console)
         for step in wanted:
@@ -535,6 +531,24 @@ def run(
     report = paths["report"] if not cfg["report"].get("path") else Path(cfg["report"]["path"])
     summary.report = report if report.exists() else None
     return summary
+
+
+def client_from_config(config: str | Path | Mapping[str, Any]) -> Any:
+    """The Dask client a config's ``[cluster]`` section describes (see :func:`neurotask.cluster.get_client`).
+
+    Returns
+    -------
+    distributed.Client
+        Close it (or use it as a context manager) to stop what it started.
+    """
+    from neurotask.cluster import get_client
+
+    cluster = validate(config)["cluster"] if not isinstance(config, Mapping) or "cluster" not in config else config["cluster"]
+    return get_client(
+        cluster.get("scheduler"), cluster.get("cluster", "local"), workers=cluster.get("workers"),
+        threads_per_worker=cluster.get("threads_per_worker"), memory_limit=cluster.get("memory_limit"),
+        processes=cluster.get("processes", True), slurm_options=cluster.get("slurm") or None,
+    )
 
 
 def _stamp_config(paths: Sequence[Path], cfg: Mapping[str, Any]) -> None:
