@@ -13,7 +13,7 @@ import importlib
 import inspect
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Context:
     out: Path
     client: Any
     console: Console
-    digests: dict[str, str] = field(default_factory=dict)
 
     def path(self, name: str, subject: str | None = None) -> Path:
         from neurotask.pipeline import outputs

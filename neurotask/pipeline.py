@@ -512,7 +512,6 @@ def run(
                 if ledger.done(key, digest, step_paths):
                     summary.statuses[key] = "done before"
                     console.print(f"[dim]{key}: done before, skipped[/dim]")
-                    context.digests[key] = digest
                     continue
                 ledger.start(key, digest, step_paths)
                 start = time.perf_counter()
@@ -521,7 +520,6 @@ def run(
                 seconds = time.perf_counter() - start
                 ledger.finish(key, "complete" if status == "complete" else "skipped", seconds, status)
                 summary.statuses[key] = status
-                context.digests[key] = digest
                 if status == "complete":
                     _stamp_config(step_paths, cfg)
                 console.print(f"{key}: {status} ({seconds:.1f} s)")
@@ -574,8 +572,10 @@ def open_outputs(out: str | Path) -> dict[str, Any]:
     for name in ("config", "ledger"):
         if paths[name].exists():
             found[name] = json.loads(paths[name].read_text())
-    if stores.is_complete(paths["features"]):
-        found["features"] = stores.open_features(paths["features"])
+    extract = found.get("config", {}).get("extract", {})
+    features = Path(extract["store"]) if "store" in extract and "images" not in extract else paths["features"]
+    if stores.is_complete(features):
+        found["features"] = stores.open_features(features)
     for name in ("rsa", "task_similarity"):
         if stores.is_complete(paths[name]):
             found[name] = stores.open_results(paths[name])
