@@ -125,11 +125,12 @@ def test_condensed_pairs_follow_squareform_order(features):
     ],
     ids=["ties", "distinct", "signed-zero-subnormal-ulp", "all-equal", "three", "subnormal-range", "huge-range", "ulp-ties"],
 )
-def test_doubled_ranks_equal_rankdata(values):
+def test_ranks_equal_rankdata(values):
     expected = 2 * scipy.stats.rankdata(values) - (values.size + 1)
     ranks = _kernels._doubled_centered_ranks(values)
     assert ranks.dtype == np.int32
     np.testing.assert_array_equal(ranks, expected)
+    np.testing.assert_array_equal(_kernels._dense_ranks(values), scipy.stats.rankdata(values, method="dense"))
 
 
 def test_model_similarity_spearman_equals_scipy_and_rsatoolbox(features):
@@ -176,6 +177,12 @@ def test_compare_rdms_with_many_ties(compare):
         reference = np.array([[_brute_tau_a(x, y) for y in values] for x in values])
         np.fill_diagonal(reference, 1.0)
     np.testing.assert_allclose(sim, reference, rtol=0, atol=1e-6 if compare == "pearson" else 1e-12)
+
+
+def test_compare_rdms_refuses_nan():
+    rdms = xr.DataArray([[0.1, np.nan, 0.3], [0.2, 0.1, 0.3]], dims=("model", "pair"), coords={"model": ["a", "b"]})
+    with pytest.raises(ValueError, match="model 'a' holds NaN"):
+        rsa.compare_rdms(rdms)
 
 
 def test_tau_a_public_fallback_equals_fast_kernel(monkeypatch):

@@ -304,7 +304,12 @@ def compare_rdms(rdms: xr.DataArray, compare: str = "spearman") -> xr.DataArray:
     if set(rdms.dims) != {"model", "pair"}:
         raise ValueError(f"rdms must have dims ('model', 'pair') (condensed RDMs); got {rdms.dims}")
     rdms = rdms.transpose("model", "pair")
-    transformed = [_TRANSFORMS[compare](np.asarray(rdms.isel(model=m).values, dtype=np.float64)) for m in range(rdms.sizes["model"])]
+    transformed = []
+    for m, model in enumerate(map(str, rdms["model"].values)):
+        values = np.asarray(rdms.isel(model=m).values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"the RDM of model {model!r} holds NaN/inf; compute it on images with finite features")
+        transformed.append(_TRANSFORMS[compare](values))
     vectors = np.stack([v for v, _ in transformed])
     offsets = np.array([o for _, o in transformed])
     sim = _finish(vectors, offsets, compare)

@@ -81,13 +81,13 @@ def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarr
     return out
 
 
-def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
-    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers.
+def _sorted_groups(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort P floats: the positions in sorted order, and which sorted element starts a tie group.
 
-    Sorting P floats with their positions: a fixed-point key of each value over the values' range
-    (monotone, so it never reverses an order) and the position are packed into one uint64 and
-    sorted in place — several times faster than an argsort. Values whose keys collide are then
-    ordered, and split into exact ties, by their full float64 values.
+    A fixed-point key of each value over the values' range (monotone, so it never reverses an
+    order) and the position are packed into one uint64 and sorted in place — several times
+    faster than an argsort. Values whose keys collide are then ordered, and split into exact
+    ties, by their full float64 values.
     """
     v = np.asarray(v, dtype=np.float64)
     p = v.size
@@ -97,16 +97,14 @@ def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
     shift = max(1, (p - 1).bit_length())
     steps = float(2 ** min(52, 64 - shift) - 2)
     low, high = v.min() * 0.5, v.max() * 0.5
-    if high == low:
-        return np.zeros(p, dtype=np.int32)
     key = np.multiply(v, 0.5)
     key -= low
     span = high - low
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         scale = steps / span
     if np.isfinite(scale):
         key *= scale
-    else:  # a range of a few subnormals: scale in two steps
+    elif span > 0:  # a range of a few subnormals: scale in two steps
         key /= span
         key *= steps
     key = key.astype(np.uint64)
@@ -115,7 +113,7 @@ def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
     key.sort()
     position = (key & np.uint64(2**shift - 1)).astype(np.intp)
     key >>= np.uint64(shift)
-    first = np.empty(p, dtype=bool)  # first of its group of equal values, in sorted order
+    first = np.empty(p, dtype=bool)
     first[0] = True
     np.not_equal(key[1:], key[:-1], out=first[1:])
     del key
@@ -130,13 +128,28 @@ def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
         position[members] = positions[order]
         values = values[order]
         first[members[1:]] |= values[1:] != values[:-1]
-    # 3. the group at sorted positions start..stop-1 has the rank (start + 1 + stop) / 2
+    return position, first
+
+
+def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
+    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers."""
+    position, first = _sorted_groups(v)
+    p = position.size
+    # the group at sorted positions start..stop-1 has the rank (start + 1 + stop) / 2
     starts = np.flatnonzero(first)
     doubled = (starts + np.r_[starts[1:], p] - p).astype(np.int32)
     group = np.cumsum(first, dtype=np.int32)
     group -= 1
     out = np.empty(p, dtype=np.int32)
     out[position] = doubled[group]
+    return out
+
+
+def _dense_ranks(v: np.ndarray) -> np.ndarray:
+    """``rankdata(v, method="dense")`` as int32 (1, 2, …; ties share a rank)."""
+    position, first = _sorted_groups(v)
+    out = np.empty(position.size, dtype=np.int32)
+    out[position] = np.cumsum(first, dtype=np.int32)
     return out
 
 
@@ -167,7 +180,7 @@ def _tied_pairs(v: np.ndarray, *, is_sorted: bool = False) -> int:
 
 
 def _tau_a(a: np.ndarray, b: np.ndarray, a_ties: int, b_ties: int) -> float:
-    """Kendall tau-a of two doubled-rank vectors (int32), exactly as rsatoolbox defines it.
+    """Kendall tau-a of two dense-rank vectors (int32, from 1), exactly as rsatoolbox defines it.
 
     ``(C − D) / T`` with ``T = P (P − 1) / 2``: ``C − D = T − X − Y + J − 2 D``, where X, Y are
     the pairs tied in a, in b, and J those tied in both (as in :func:`scipy.stats.kendalltau`).
@@ -176,14 +189,16 @@ def _tau_a(a: np.ndarray, b: np.ndarray, a_ties: int, b_ties: int) -> float:
     total = p * (p - 1) // 2
     if _kendall_dis is None:
         return _tau_a_from_tau_b(a, b, a_ties, b_ties)
-    # 1. order by (a, b), both shifted to positive integers and packed in one uint64
-    key = (a.astype(np.int64) + p).astype(np.uint64)
+    # 1. order by (a, b), packed in one uint64
+    key = a.astype(np.uint64)
     key <<= np.uint64(32)
-    key |= (b.astype(np.int64) + p).astype(np.uint64)
+    key |= b.astype(np.uint64)
     key.sort()
     joint = _tied_pairs(key, is_sorted=True)
-    # 2. pairs ordered one way by a and the other by b: scipy's Fenwick-tree count
-    discordant = int(_kendall_dis((key >> np.uint64(32)).astype(np.intp), (key & np.uint64(2**32 - 1)).astype(np.intp)))
+    # 2. pairs ordered one way by a and the other by b: scipy's Fenwick-tree count over b's ranks
+    y = (key & np.uint64(2**32 - 1)).astype(np.intp)
+    key >>= np.uint64(32)
+    discordant = int(_kendall_dis(key.astype(np.intp), y))
     return (total - a_ties - b_ties + joint - 2 * discordant) / total
 
 
@@ -215,6 +230,10 @@ def _keep_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
     return _doubled_centered_ranks(v), 0.0
 
 
+def _keep_dense_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
+    return _dense_ranks(v), 0.0
+
+
 def _keep_values(v: np.ndarray) -> tuple[np.ndarray, float]:
     # float32 storage halves memory; rounding moves a Pearson r by ~1e-8
     return v.astype(np.float32), float(v.mean())
@@ -222,7 +241,7 @@ def _keep_values(v: np.ndarray) -> tuple[np.ndarray, float]:
 
 _TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {
     "spearman": _keep_ranks,
-    "tau-a": _keep_ranks,  # ranks keep the order and the ties: tau-a on them equals tau-a on values
+    "tau-a": _keep_dense_ranks,  # they keep the order and the ties: tau-a on them equals tau-a on values
     "pearson": _keep_values,
 }
 
