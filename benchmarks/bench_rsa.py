@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=25)
     parser.add_argument("--images", type=int, default=4916)
     parser.add_argument("--toolbox-models", type=int, default=4, help="rsatoolbox models on all images")
+    parser.add_argument("--cases", default="spearman:all,spearman:scene,tau-a:scene,tau-a:all",
+                        help="compare:images cases to run, comma-separated (tau-a:all needs spearman:all)")
     parser.add_argument("--child", nargs=5, metavar=("TOOL", "SUBSET", "MODELS", "IMAGES", "COMPARE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,9 +174,11 @@ def main() -> None:
 
     rows = []
     m, k = args.models, args.toolbox_models
-    cases = [("spearman", "all", m, k), ("spearman", "scene", m, m), ("tau-a", "scene", m, k), ("tau-a", "all", k, k)]
+    cases = {("spearman", "all"): (m, k), ("spearman", "scene"): (m, m), ("tau-a", "scene"): (m, k), ("tau-a", "all"): (k, k)}
+    chosen = [tuple(case.split(":")) for case in args.cases.split(",")]
     spearman_all = None
-    for compare, subset_name, ours_models, their_models in cases:
+    for compare, subset_name in chosen:
+        ours_models, their_models = cases[compare, subset_name]
         ours = run_child("neurotask", subset_name, ours_models, args.images, compare)
         theirs = run_child("rsatoolbox", subset_name, their_models, args.images, compare)
         if compare == "spearman" and subset_name == "all":
