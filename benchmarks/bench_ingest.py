@@ -49,15 +49,36 @@ def ingest(root: Path, store: Path) -> dict:
     start = time.perf_counter()
     block = resp.isel(voxel=slice(0, 4096)).values  # what encoding reads: all trials of one voxel chunk
     read_chunk = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "max_abs_error_vs_scipy_sessions_1_and_15": check_against_scipy(resp, layout),
         "trials": resp.sizes["trial"], "voxels": resp.sizes["voxel"], "sessions": int(resp["session"].max()),
         "ingest_seconds": round(seconds, 1), "decompress_session1_seconds": round(decompress_one, 1),
         "sessions_in_tree": len(layout.sessions), "read_voxel_chunk_seconds": round(read_chunk, 3),
         "voxel_chunk_shape": list(block.shape), "dropped_voxels": json.loads(resp.attrs["dropped_voxels"]),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "store_mb": round(sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**20, 1),
         "input_mb": round(sum(f.stat().st_size for f in layout.files) / 2**20, 1),
     }
+
+
+def check_against_scipy(resp, layout, n_voxels: int = 256) -> float:
+    """Max |difference| between stored values and scipy's z-score of the raw betas (first and last
+    session, random kept voxels), read independently with nibabel. Runs after peak RSS is taken."""
+    import nibabel as nib
+    import numpy as np
+    import scipy.stats
+
+    rng = np.random.default_rng(0)
+    voxels = np.sort(rng.choice(resp.sizes["voxel"], n_voxels, replace=False))
+    ijk = tuple(resp[c].values[voxels] for c in ("i", "j", "k"))
+    error = 0.0
+    for session in (layout.sessions[0], layout.sessions[-1]):
+        betas = np.asarray(nib.load(session.files[0]).dataobj)[ijk].T.astype(np.float64)
+        expected = scipy.stats.zscore(betas, axis=0)
+        stored = resp.isel(voxel=voxels).values[resp["session"].values == session.number]
+        error = max(error, float(np.abs(stored - expected).max()))
+    return error
 
 
 def main() -> None:
