@@ -308,9 +308,25 @@ def _predictions(
     return predictions.transpose("model", "trial", "voxel")
 
 
-def _as_dask(array: xr.DataArray, chunks: tuple) -> da.Array:
-    data = array.data if isinstance(array.data, da.Array) else da.from_array(np.asarray(array.data))
-    return data.astype(np.float32, copy=False).rechunk(chunks)
+def _select_rows(block: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    block = np.asarray(block, dtype=np.float32)
+    return block if rows is None else np.take(block, rows, axis=-2)
+
+
+def _voxel_blocks(array: xr.DataArray, voxel_chunk: int, rows: np.ndarray | None = None) -> tuple[list, list[slice]]:
+    """Per voxel chunk, a delayed float32 block of ``array`` (voxel last), optionally only ``rows``
+    of its second-to-last dim. Dask input keeps its graph (rechunked along voxel only); numpy input
+    is cut into views here (``da.from_array`` would copy the whole array first)."""
+    n_voxels = array.shape[-1]
+    if isinstance(array.data, da.Array):
+        data = array.data.rechunk({i: -1 for i in range(array.ndim - 1)} | {array.ndim - 1: voxel_chunk})
+        voxels = _voxel_slices(data.chunks[-1])
+        blocks = data.to_delayed().reshape(-1)
+    else:
+        data = np.asarray(array.data)
+        voxels = [slice(start, min(start + voxel_chunk, n_voxels)) for start in range(0, n_voxels, voxel_chunk)]
+        blocks = [data[..., cols] for cols in voxels]
+    return [dask.delayed(_select_rows)(block, rows) for block in blocks], voxels
 
 
 def _voxel_slices(chunks: tuple[int, ...]) -> list[slice]:
@@ -319,15 +335,14 @@ def _voxel_slices(chunks: tuple[int, ...]) -> list[slice]:
 
 
 def _shuffle_units(
-    predictions: xr.DataArray, test_responses: xr.DataArray, perms: np.ndarray, statistic: str,
+    predictions: xr.DataArray, responses: xr.DataArray, is_test: np.ndarray, perms: np.ndarray, statistic: str,
     voxel_chunk: int, permutation_block: int, fwer: bool,
 ) -> list[_Unit]:
-    pred = _as_dask(predictions, (-1, -1, voxel_chunk)).to_delayed()[0, 0]
-    resp = _as_dask(test_responses, (-1, voxel_chunk))
-    voxels = _voxel_slices(resp.chunks[1])
+    pred, voxels = _voxel_blocks(predictions, voxel_chunk)
+    resp, _ = _voxel_blocks(responses, voxel_chunk, None if is_test.all() else np.flatnonzero(is_test))
     blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
     units = []
-    for pred_block, resp_block, cols in zip(pred, resp.to_delayed()[0], voxels):
+    for pred_block, resp_block, cols in zip(pred, resp, voxels):
         prepared = dask.delayed(_prepare, nout=3)(pred_block, resp_block, statistic)
         observed = dask.delayed(_shuffle_observed)(prepared, statistic)
         work = [dask.delayed(_shuffle_block)(block, prepared, observed, statistic, fwer) for block in blocks]
@@ -353,10 +368,8 @@ def _refit_units(
     if features is None:
         raise ValueError("method='refit' needs features=... (model, image, feature): the refit uses the design.")
     standardize = _refit_parameters(results)
-    y = _as_dask(responses, (-1, voxel_chunk))
-    voxels = _voxel_slices(y.chunks[1])
-    y_train = y[np.flatnonzero(~is_test)].to_delayed()[0]
-    y_test = y[np.flatnonzero(is_test)].to_delayed()[0]
+    y_train, voxels = _voxel_blocks(responses, voxel_chunk, np.flatnonzero(~is_test))
+    y_test, _ = _voxel_blocks(responses, voxel_chunk, np.flatnonzero(is_test))
     blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
     images = responses["image"].values
     units = []
@@ -461,8 +474,7 @@ def permutation_test(
     if method == "shuffle-test":
         pred = _predictions(results, responses, features, predictions)
         perms = _permutations(int(is_test.sum()), n_permutations, seed)
-        units = _shuffle_units(pred, responses.isel(trial=np.flatnonzero(is_test)), perms, statistic, voxel_chunk,
-                               permutation_block, fwer)
+        units = _shuffle_units(pred, responses, is_test, perms, statistic, voxel_chunk, permutation_block, fwer)
     else:
         perms = _permutations(int((~is_test).sum()), n_permutations, seed)
         units = _refit_units(results, features, responses, is_test, perms, statistic, voxel_chunk, permutation_block,
