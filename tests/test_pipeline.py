@@ -169,14 +169,18 @@ def test_rerun_skips_completed_steps(data, reference, tmp_path):
 
 
 class _KillOnce(WorkerPlugin):
-    """Kill the worker's process at its first task once ``trigger`` exists (once per ``marker``)."""
+    """Kill the worker's process at its first task once ``trigger`` exists (once per ``marker``).
 
-    def __init__(self, trigger: str, marker: str) -> None:
-        self.trigger, self.marker = trigger, marker
+    The marker records which pipeline step was running (from the ledger) when the worker died.
+    """
+
+    def __init__(self, trigger: str, marker: str, ledger: str) -> None:
+        self.trigger, self.marker, self.ledger = trigger, marker, ledger
 
     def transition(self, key, start, finish, **kwargs):
         if finish == "executing" and os.path.exists(self.trigger) and not os.path.exists(self.marker):
-            Path(self.marker).touch()
+            records = json.loads(Path(self.ledger).read_text())
+            Path(self.marker).write_text(" ".join(k for k, r in records.items() if r["status"] == "running"))
             os._exit(1)
 
 
@@ -194,9 +198,10 @@ def test_worker_killed_mid_step_gives_identical_results(data, reference, tmp_pat
     marker = tmp_path / "killed"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        client.register_plugin(_KillOnce(str(out / trigger), str(marker)))
+        client.register_plugin(_KillOnce(str(out / trigger), str(marker), str(out / "pipeline.json")))
         pipeline.run(make_config(data, out), client=client)
     assert marker.exists(), f"no worker was killed during {step}"
+    assert marker.read_text() == step  # killed mid-step, and Dask re-ran its lost tasks
     assert_same_results(out, ref)
 
 
