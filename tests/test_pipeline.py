@@ -344,3 +344,15 @@ def test_report_only_run_needs_no_cluster(reference, tmp_path):
     assert summary.statuses == {"report": "complete"}
     assert "RSA across models" in (copy / "report.html").read_text()
 
+
+
+def test_a_missing_module_is_skipped_and_reported(data, tmp_path, monkeypatch):
+    from neurotask import _steps
+
+    real = _steps.find_function
+    monkeypatch.setattr(_steps, "find_function", lambda module, name: None if module == "neurotask.rsa" else real(module, name))
+    out = tmp_path / "out"
+    summary = pipeline.run(make_config(data, out, steps=["rsa", "report"]))
+    assert summary.statuses["rsa"] == "skipped: rsa not available yet"
+    rsa = (out / "report.html").read_text().split('id="rsa"')[1].split("</section>")[0]
+    assert "Not available: rsa was skipped: rsa not available yet" in rsa
