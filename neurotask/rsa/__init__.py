@@ -319,7 +319,8 @@ def compare_rdms(rdms: xr.DataArray, compare: str = "spearman") -> xr.DataArray:
         transformed.append(_TRANSFORMS[compare](values))
     vectors = np.stack([v for v, _ in transformed])
     offsets = np.array([o for _, o in transformed])
-    sim = _finish(vectors, offsets, compare)
+    with threadpool_limits(1):
+        sim = _finish(vectors, offsets, compare)
     n_images = rdms.attrs.get("n_images", int(round((1 + np.sqrt(1 + 8 * rdms.sizes["pair"])) / 2)))
     attrs = {**rdms.attrs, "compare": compare, "n_images": n_images, "long_name": COMPARE_METHODS[compare]}
     return _similarity_array(sim, rdms["model"], attrs)
