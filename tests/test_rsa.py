@@ -287,7 +287,7 @@ def test_one_model_at_a_time_when_memory_is_short(features, monkeypatch):
 def test_distributed_client_gives_identical_similarity(features):
     distributed = pytest.importorskip("distributed")
     expected = rsa.model_similarity(features, progress=False)
-    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+    with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as client:
         in_memory = rsa.model_similarity(features, client=client, progress=False)
         with distributed.get_task_stream(client) as tasks:  # no client= : the current one is used
             lazy = rsa.model_similarity(features.chunk({"model": 1}), progress=False)
