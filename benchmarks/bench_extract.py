@@ -13,7 +13,7 @@ checkpoints:
 * ``neurotask store`` — the default, writing a zarr store.
 
 Run: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_extract.py [--images 16]``.
-Prints a table and writes ``benchmarks/results/bench_extract.json``.
+Prints a table and writes ``benchmarks/out/bench_extract.json``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def main() -> None:
             f"{variant:<12} {r['seconds']:>8.1f} {rate:>10.2f} {rate / naive_rate:>8.2f} {r['peak_rss_mb']:>12.0f} {hours:>12.1f}"
         )
     print("\n".join(lines))
-    target = Path(__file__).parent / "results" / "bench_extract.json"
+    target = Path(__file__).parent / "out" / "bench_extract.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps({"images": args.images, "tasks": tasks, "gflop_per_image": gflops,
                                   "load_average": os.getloadavg()[0], "results": results}, indent=2))
