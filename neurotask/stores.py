@@ -308,10 +308,19 @@ def open_store(
         )
     drop = [v for v in ds.variables if str(v) == DONE_VARIABLE]
     ds = ds.drop_vars(drop)
-    # zarr v3 strings read back as numpy's StringDType, which numpy 2.4 cannot .astype(str);
-    # fixed-width unicode is what in-memory arrays built from lists of str hold
-    strings = {str(c): ds[c].values.astype(object).astype(str) for c in ds.coords if ds[c].dtype.kind == "T"}
-    ds = ds.assign_coords({c: (ds[c].dims, v) for c, v in strings.items()})
+    # Labels (coords) are small next to the data: read them eagerly from zarr, without dask, so
+    # that selections by label need no compute. zarr v3 strings read back as numpy's StringDType,
+    # which numpy 2.4 cannot .astype(str); fixed-width unicode is what arrays built from str hold.
+    eager = xr.open_zarr(path, consolidated=False, chunks=None)
+    labels = {}
+    for name in ds.coords:
+        if name in ds.indexes:
+            continue
+        values = eager[name].values
+        labels[str(name)] = (ds[name].dims, values.astype(object).astype(str) if values.dtype.kind == "T" else values)
+    ds = ds.assign_coords(labels)
+    index_strings = {str(c): ds[c].values.astype(object).astype(str) for c in ds.indexes if ds[c].dtype.kind == "T"}
+    ds = ds.assign_coords(index_strings)
     return ds.drop_dims([d for d in ds.dims if str(d).startswith(_DONE_DIM_PREFIX)], errors="ignore")
 
 
