@@ -282,8 +282,8 @@ def rsa_command(
 ) -> None:
     """RSA across models: similarity matrix of their RDMs, average-linkage tree, figures.
 
-    Without --scheduler/--workers/--cluster slurm it runs in this process (multithreaded BLAS),
-    which is fastest on one machine.
+    Without --scheduler/--workers/--cluster slurm it runs in this process (models side by side on
+    threads), which is fastest on one machine.
     """
     import json
 
