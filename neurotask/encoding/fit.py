@@ -9,10 +9,11 @@
    decompositions once (:mod:`neurotask.encoding.ridge`), then stream voxel chunks, each read
    once for all models of the group, through GEMM-only kernels.
 
-Without a Dask client the chunks run one after another in this process with BLAS on all cores
-(the fastest layout for BLAS-bound work). With a client (given, or the current one) the
-decompositions are tasks on the workers (one per fold, so they run in parallel), the factors
-stay on the workers as futures, and chunk tasks use them with single-threaded BLAS.
+Without a Dask client the chunks run one after another in this process, each split across one
+thread per core with single-threaded BLAS (all cores busy, no BLAS barriers to stall on). With
+a client (given, or the current one) the decompositions are tasks on the workers (one per fold,
+so they run in parallel), the factors stay on the workers as futures, and chunk tasks use them
+with single-threaded BLAS.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import math
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -264,7 +266,8 @@ def _run_local(  # noqa: ANN202
     labels = _voxel_labels(responses)
     slices = list(stores.iter_chunks(n_voxels, chunk))
     bar, task = _progress(progress, len(groups) * len(slices), "ridge: voxel chunks")
-    with bar:
+    threads = len(os.sched_getaffinity(0))
+    with bar, ThreadPoolExecutor(threads) as pool:
         for group in groups:
             factors = [
                 ridge.make_ridge_factors(designs[m][split.train_index], designs[m][split.test_index], split.bounds,
@@ -273,8 +276,17 @@ def _run_local(  # noqa: ANN202
             ]
             for sl in slices:
                 y = responses.isel(voxel=sl).values
-                out[group, :, sl] = _fit_block(y, factors, split, alphas, solver, variables, sl.start,
-                                               labels.iloc[sl], None)
+                # one slice of the chunk per core, each on single-threaded BLAS: independent GEMMs
+                # keep their speed when another process takes a core; multithreaded OpenBLAS
+                # stalls at its barriers then
+                parts = [p for p in np.array_split(np.arange(y.shape[1]), threads) if p.size]
+                with threadpool_limits(limits=1, user_api="blas"):
+                    blocks = pool.map(
+                        lambda p: _fit_block(y[:, p], factors, split, alphas, solver, variables, sl.start + p[0],
+                                             labels.iloc[sl].iloc[p], None),
+                        parts,
+                    )
+                    out[group, :, sl] = np.concatenate(list(blocks), axis=2)
                 bar.advance(task)
     return out
 

@@ -94,7 +94,7 @@ def test_two_worker_cluster_gives_the_same_results(planted, fitted) -> None:
     from distributed import Client, LocalCluster
 
     features, responses, _, _ = planted
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             other = fit(features, responses, voxel_chunk=40, client=client, progress=False)
     np.testing.assert_array_equal(other.alpha.values, fitted.alpha.values)
