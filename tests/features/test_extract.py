@@ -171,7 +171,7 @@ def test_dask_client_loads_each_model_once(in_memory, stimuli_dir, weights_dir, 
     from distributed import Client, LocalCluster
 
     encoders.clear_cache()
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
         stored = extract_features(stimuli_dir, MODELS, tmp_path / "f.zarr", weights=weights_dir, client=client, **RUN)
         # 2 image chunks x 2 models, but the worker loads each model once
         assert encoders.cache_info()["loads"] == 2
