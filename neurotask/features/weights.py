@@ -25,7 +25,6 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,13 +291,6 @@ def resolve_weights(
             f"in one of them, or allow the download"
         )
     return download_weights(task, base_url=base_url)
-
-
-def resolve_all(
-    tasks: Sequence[str], weights: str | os.PathLike[str] | None = None, *, base_url: str | None = None
-) -> dict[str, Checkpoint]:
-    """:func:`resolve_weights` for several tasks, by task."""
-    return {task: resolve_weights(task, weights, base_url=base_url) for task in tasks}
 
 
 def save_random_checkpoint(task: str, directory: str | os.PathLike[str], seed: int = 0) -> Path:
