@@ -343,7 +343,8 @@ def extract_features(
     channels_last : bool
         Run convolutions channels-last: 1.8-4x faster on CPU; features differ from
         ``visualpriors``' NCHW computation by float32 rounding (~1e-4). ``False`` reproduces
-        ``visualpriors``' numbers exactly.
+        ``visualpriors``' numbers exactly. (The device and the thread count change the summation
+        order too; resume a store with the settings it was started with for identical values.)
     image_chunk : int
         Images per store chunk and per unit of work.
     overwrite : bool
