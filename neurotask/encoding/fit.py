@@ -210,7 +210,8 @@ def _remote_assemble(prepared, bounds, full, *folds):  # noqa: ANN001, ANN202
 def _submit_factors(
     client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, standardize: bool, solver: str
 ) -> Any:
-    [x_train_f, x_test_f] = client.scatter([x_train, x_test])
+    # replicated: scattered data has no task to recompute it, so a lost worker must not hold the only copy
+    [x_train_f, x_test_f] = client.scatter([x_train, x_test], broadcast=True)
     prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
     folds = [client.submit(_remote_fold, prepared, split.bounds, f, pure=False) for f in range(n_folds)]
