@@ -138,7 +138,7 @@ def _run_method(method: str, store: Path, n_voxels: int) -> dict:
             from neurotask.encoding.ridge import make_ridge_factors
 
             start = time.perf_counter()
-            make_ridge_factors(x[:N_TRAIN], x[N_TRAIN:], np.arange(N_FOLDS + 1) * (N_TRAIN // N_FOLDS))
+            make_ridge_factors(x[:N_TRAIN], x[N_TRAIN:], np.arange(N_FOLDS + 1) * (N_TRAIN // N_FOLDS), alphas=ALPHAS)
             result["factors_s"] = time.perf_counter() - start
     else:
         y = np.asarray(responses.values, dtype=np.float32)

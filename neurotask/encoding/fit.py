@@ -192,9 +192,9 @@ def _remote_prepare(x_train, x_test, standardize):  # noqa: ANN001, ANN202
         return design, test_design, offset, scale, ridge.training_gram(design)
 
 
-def _remote_fold(prepared, bounds, fold):  # noqa: ANN001, ANN202
+def _remote_fold(prepared, bounds, fold, alphas):  # noqa: ANN001, ANN202
     with _blas_threads(1):
-        return ridge.decompose_fold(prepared[0], bounds, fold, prepared[4])
+        return ridge.decompose_fold(prepared[0], bounds, fold, prepared[4], alphas)
 
 
 def _remote_full(prepared):  # noqa: ANN001, ANN202
@@ -208,13 +208,14 @@ def _remote_assemble(prepared, bounds, full, *folds):  # noqa: ANN001, ANN202
 
 
 def _submit_factors(
-    client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, standardize: bool, solver: str
+    client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool,
+    solver: str,
 ) -> Any:
     # replicated: scattered data has no task to recompute it, so a lost worker must not hold the only copy
     [x_train_f, x_test_f] = client.scatter([x_train, x_test], broadcast=True)
     prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
-    folds = [client.submit(_remote_fold, prepared, split.bounds, f, pure=False) for f in range(n_folds)]
+    folds = [client.submit(_remote_fold, prepared, split.bounds, f, alphas, pure=False) for f in range(n_folds)]
     full = client.submit(_remote_full, prepared, pure=False)
     return client.submit(_remote_assemble, prepared, split.bounds, full, *folds, pure=False)
 
@@ -272,7 +273,7 @@ def _run_local(  # noqa: ANN202
         for group in groups:
             factors = [
                 ridge.make_ridge_factors(designs[m][split.train_index], designs[m][split.test_index], split.bounds,
-                                         standardize=standardize[m], folds=solver == "kfold")
+                                         alphas=alphas, standardize=standardize[m], folds=solver == "kfold")
                 for m in group
             ]
             for sl in slices:
@@ -308,7 +309,7 @@ def _run_cluster(  # noqa: ANN202
     with bar:
         for group in groups:
             factors = [_submit_factors(client, designs[m][split.train_index], designs[m][split.test_index], split,
-                                       standardize[m], solver) for m in group]
+                                       alphas, standardize[m], solver) for m in group]
             tasks = [
                 dask.delayed(_fit_block, pure=True)(block, factors, split_f, alphas, solver, variables, sl.start,
                                                     labels.iloc[sl], 1)
@@ -437,7 +438,8 @@ def fit(
     designs = [_design(aligned, spaces) for _, spaces in specs]
     standardize_by_model = [standardize or len(spaces) > 1 for _, spaces in specs]
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
-    sizes = [ridge.factors_nbytes(split.train_index.size, split.test_index.size, d.shape[1], n_folds) for d in designs]
+    sizes = [ridge.factors_nbytes(split.train_index.size, split.test_index.size, d.shape[1], n_folds, alphas.size)
+             for d in designs]
     groups = _groups(sizes, factor_memory)
     client = _current_client(client)
     chunk = voxel_chunk or _default_chunk(responses, client)

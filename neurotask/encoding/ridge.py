@@ -9,8 +9,10 @@ share the expensive part:
    eigenvectors. Cost independent of the number of voxels.
 2. :func:`fit_ridge_chunk` — per voxel chunk: only GEMMs against those factors. With
    ``G = Xᵀ X = V diag(s) Vᵀ`` (fold-centered), the validation predictions for ``alpha`` are
-   ``(X_val V) diag(1 / (s + alpha)) (Vᵀ Xᵀ Y)``: the right factor is computed once per fold and
-   chunk, then each alpha costs one (n_val × k)·(k × voxels) GEMM.
+   ``(X_val V) diag(1 / (s + alpha)) Vᵀ (Xᵀ Y)``. Validation folds are smaller than the number
+   of features (n_val < k), so each fold stores, per alpha, the (n_val × k) solution
+   ``(X_val V) diag(1 / (s + alpha)) Vᵀ`` (computed once per model) instead of ``V``: a chunk
+   then costs one (n_val × k)·(k × voxels) GEMM per alpha and fold, with no k×k rotation.
 
 Fold training cross-products come from per-fold validation products: with ``C_f = X_fᵀ Y_f``
 over fold f's rows, the whole training set's ``Xᵀ Y = Σ_f C_f`` and fold f's training part is
@@ -52,25 +54,23 @@ _TIE_SLOPE = 1e-10
 
 @dataclass(frozen=True)
 class FoldFactors:
-    """One cross-validation fold's decomposition (k = number of features).
+    """One cross-validation fold's ridge solutions (k = number of features).
 
     Attributes
     ----------
-    eigenvalues : ndarray of shape (k,), float32
-        Eigenvalues of the fold-centered training Gram matrix, clipped at 0.
-    eigenvectors : ndarray of shape (k, k), float32
-        Its eigenvectors ``V`` (columns).
-    validation : ndarray of shape (n_val, k), float32
-        ``(X_val − mean_train) V``: the fold's validation rows, centered with the fold's
-        training means, in the eigenbasis.
-    rotated_mean : ndarray of shape (k,), float32
-        ``Vᵀ mean_train``, the fold's training mean (relative to the whole training mean).
+    alphas : ndarray of shape (n_alphas,), float64
+        The alpha grid the solutions are for.
+    solutions : ndarray of shape (n_alphas, n_val, k), float32
+        ``(X_val − m) (G + alpha I)⁻¹`` per alpha, from the eigendecomposition of ``G``, the
+        fold's training Gram matrix centered with its training mean ``m``: the fold's validation
+        predictions are ``solutions[a] @ (X_trainᵀ y − n_train m ȳ_train)``.
+    train_mean : ndarray of shape (k,), float32
+        ``m``, relative to the whole training mean.
     """
 
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray
-    validation: np.ndarray
-    rotated_mean: np.ndarray
+    alphas: np.ndarray
+    solutions: np.ndarray
+    train_mean: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,13 @@ class RidgeFactors:
     def nbytes(self) -> int:
         """Memory held by the factors, in bytes."""
         arrays = [self.design, self.eigenvectors, self.test_projection]
-        arrays += [a for fold in self.folds for a in (fold.eigenvectors, fold.validation)]
+        arrays += [fold.solutions for fold in self.folds]
         return int(sum(a.nbytes for a in arrays))
 
 
-def factors_nbytes(n_train: int, n_test: int, n_features: int, n_folds: int) -> int:
+def factors_nbytes(n_train: int, n_test: int, n_features: int, n_folds: int, n_alphas: int) -> int:
     """Bytes :func:`make_ridge_factors` will hold, to group models by memory before computing."""
-    per_fold = n_features * n_features + (n_train // max(n_folds, 1) + 1) * n_features
+    per_fold = n_alphas * (n_train // max(n_folds, 1) + 1) * n_features
     return 4 * (n_train * n_features + n_features * n_features + n_test * n_features + n_folds * per_fold)
 
 
@@ -155,8 +155,10 @@ def training_gram(design: np.ndarray) -> np.ndarray:
     return design64.T @ design64
 
 
-def decompose_fold(design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray) -> FoldFactors:
-    """Eigendecompose fold ``fold``'s training Gram matrix, centered with its own means.
+def decompose_fold(
+    design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray, alphas: np.ndarray
+) -> FoldFactors:
+    """Solve fold ``fold``'s ridge for every alpha, via its centered training Gram's eigenvectors.
 
     Parameters
     ----------
@@ -168,6 +170,8 @@ def decompose_fold(design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.n
         Which fold is held out.
     gram : ndarray of shape (k, k), float64
         :func:`training_gram` of ``design``.
+    alphas : ndarray of shape (n_alphas,)
+        The alpha grid.
     """
     validation = design[bounds[fold] : bounds[fold + 1]].astype(np.float64)
     n_train = design.shape[0] - validation.shape[0]
@@ -176,8 +180,11 @@ def decompose_fold(design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.n
     fold_gram = gram - validation.T @ validation - n_train * np.outer(mean_train, mean_train)
     eigenvalues, eigenvectors = _eigh(fold_gram)
     projected = (validation - mean_train).astype(np.float32) @ eigenvectors
-    rotated_mean = (eigenvectors.T.astype(np.float64) @ mean_train).astype(np.float32)
-    return FoldFactors(eigenvalues, eigenvectors, projected, rotated_mean)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    solutions = np.empty((alphas.size, projected.shape[0], projected.shape[1]), dtype=np.float32)
+    for a, alpha in enumerate(alphas):
+        np.matmul(projected * (1.0 / (eigenvalues + np.float32(alpha))), eigenvectors.T, out=solutions[a])
+    return FoldFactors(alphas, solutions, mean_train.astype(np.float32))
 
 
 def decompose_training(gram: np.ndarray, test_design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,6 +198,7 @@ def make_ridge_factors(
     x_test: np.ndarray,
     bounds: Sequence[int] | np.ndarray,
     *,
+    alphas: Sequence[float] | np.ndarray = (),
     standardize: bool = False,
     folds: bool = True,
 ) -> RidgeFactors:
@@ -204,6 +212,8 @@ def make_ridge_factors(
         Raw test features.
     bounds : sequence of int, shape (n_folds + 1,)
         Fold boundaries; ``bounds[0] == 0`` and ``bounds[-1] == n_train``.
+    alphas : sequence of float
+        The alpha grid the folds' solutions are computed for (K-fold CV only).
     standardize : bool
         Scale features to unit training variance after centering.
     folds : bool
@@ -221,7 +231,7 @@ def make_ridge_factors(
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
         training = pool.submit(decompose_training, gram, test_design)
         n_folds = len(bounds) - 1 if folds else 0
-        fold_factors = tuple(pool.map(lambda f: decompose_fold(design, bounds, f, gram), range(n_folds)))
+        fold_factors = tuple(pool.map(lambda f: decompose_fold(design, bounds, f, gram, alphas), range(n_folds)))
         eigenvalues, eigenvectors, test_projection = training.result()
     return RidgeFactors(design, bounds, fold_factors, eigenvalues, eigenvectors, test_projection, offset, scale)
 
@@ -244,7 +254,7 @@ def solve_ridge_cv_eigh(
     Parameters
     ----------
     factors : RidgeFactors
-        With one :class:`FoldFactors` per fold.
+        With one :class:`FoldFactors` per fold, computed for ``alphas``.
     y : ndarray of shape (n_train, voxels), float32
         Training responses centered with their training means, rows in fold order.
     alphas : ndarray of shape (n_alphas,)
@@ -261,6 +271,8 @@ def solve_ridge_cv_eigh(
     """
     x, bounds = factors.design, factors.bounds
     n_train, n_voxels = y.shape
+    if not factors.folds or not np.array_equal(factors.folds[0].alphas, alphas):
+        raise ValueError("the factors' fold solutions were not computed for these alphas; pass them to make_ridge_factors")
     cross_folds = [x[bounds[f] : bounds[f + 1]].T @ y[bounds[f] : bounds[f + 1]] for f in range(len(bounds) - 1)]
     cross = np.sum(cross_folds, axis=0, dtype=np.float32)
     y_sum = y.sum(axis=0, dtype=np.float64)
@@ -270,16 +282,15 @@ def solve_ridge_cv_eigh(
         n_fold_train = n_train - y_val.shape[0]
         y_val_sum = y_val.sum(axis=0, dtype=np.float64)
         train_mean = ((y_sum - y_val_sum) / n_fold_train).astype(np.float32)
-        # 1. fold-centered training cross-product in the fold's eigenbasis
-        np.subtract(cross, cross_folds[f], out=cross_folds[f])
-        projection = fold.eigenvectors.T @ cross_folds[f]
-        projection -= n_fold_train * np.outer(fold.rotated_mean, train_mean)
+        # 1. the fold's training cross-product, centered with the fold's training means
+        fold_cross = np.subtract(cross, cross_folds[f], out=cross_folds[f])
+        fold_cross -= n_fold_train * np.outer(fold.train_mean, train_mean)
         # 2. validation targets centered with the fold's training means (as its predictions are)
         target = y_val - train_mean
         ss_tot = np.einsum("ij,ij->j", y_val, y_val, dtype=np.float64) - y_val_sum**2 / y_val.shape[0]
         # 3. one GEMM per alpha
-        for a, alpha in enumerate(alphas):
-            residual = (fold.validation * (1.0 / (fold.eigenvalues + np.float32(alpha)))) @ projection
+        for a in range(len(alphas)):
+            residual = fold.solutions[a] @ fold_cross
             np.subtract(target, residual, out=residual)
             ss_res = np.einsum("ij,ij->j", residual, residual)
             scores[a] += np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
@@ -398,10 +409,10 @@ def ridge_coefficients(
 def ridge_flops(n_train: int, n_test: int, n_features: int, n_voxels: int, n_alphas: int, n_folds: int) -> float:
     """Floating-point operations of :func:`fit_ridge_chunk` (K-fold) for ``n_voxels`` voxels.
 
-    Counts the GEMMs (2·m·n·k each): the per-fold cross-products (every training row once),
-    per fold one k×k rotation and one validation GEMM per alpha, and the refit's rotation and
-    test prediction. Element-wise work is left out.
+    Counts the GEMMs (2·m·n·k each): the per-fold cross-products (every training row once), one
+    validation GEMM per alpha and fold, and the refit's rotation and test prediction.
+    Element-wise work and the per-model decompositions are left out.
     """
     k = n_features
-    per_voxel = 2 * n_train * k + n_folds * 2 * k * k + n_alphas * 2 * n_train * k + 2 * k * k + 2 * n_test * k
+    per_voxel = 2 * n_train * k + n_alphas * 2 * n_train * k + 2 * k * k + 2 * n_test * k
     return float(per_voxel) * n_voxels

@@ -35,7 +35,7 @@ def _problem(n_train: int = 500, n_test: int = 120, k: int = 40, voxels: int = 2
 @pytest.mark.parametrize("seed", [0, 1])
 def test_kfold_alphas_and_scores_match_himalaya(seed: int) -> None:
     x, x_test, y, y_test, folds = _problem(seed=seed)
-    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)))
+    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=ALPHAS)
     ours = fit_ridge_chunk(factors, y, y_test, ALPHAS)
 
     reference = RidgeCV(alphas=ALPHAS, cv=PredefinedSplit(folds), fit_intercept=True,
@@ -97,8 +97,9 @@ def test_ties_go_to_the_larger_alpha() -> None:
     # constant features: every alpha predicts the fold's training mean, so all CV scores are equal
     x, x_test, y, _, folds = _problem(voxels=3)
     x, x_test = np.zeros_like(x), np.zeros_like(x_test)
-    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)))
-    out = fit_ridge_chunk(factors, y, y[: x_test.shape[0]], np.array([1e6, 1e7, 1e8]))
+    alphas = np.array([1e6, 1e7, 1e8])
+    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=alphas)
+    out = fit_ridge_chunk(factors, y, y[: x_test.shape[0]], alphas)
     np.testing.assert_array_equal(out["alpha"], 1e8)
 
 
@@ -106,6 +107,10 @@ def test_solver_registry_and_flops() -> None:
     assert set(RIDGE_SOLVERS) == {"kfold", "gcv"}
     # the count is linear in voxels and dominated by the per-alpha validation GEMMs
     assert ridge_flops(4000, 1000, 2048, 2, 10, 5) == 2 * ridge_flops(4000, 1000, 2048, 1, 10, 5)
+    x, x_test, y, y_test, folds = _problem(voxels=3)
+    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=[1.0, 2.0])
+    with pytest.raises(ValueError, match="not computed for these alphas"):
+        fit_ridge_chunk(factors, y, y_test, np.array([1.0, 3.0]))
 
 
 def test_scores_match_scipy() -> None:
