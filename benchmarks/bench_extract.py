@@ -4,9 +4,12 @@ Each variant runs in its own subprocess (clean peak-memory figure), one after th
 same run, on the same synthetic 375x375 JPEG stimuli and the same seeded random-weight
 checkpoints:
 
-* ``naive``  — for each task, for each image: PIL decode, resize, ``to_tensor * 2 - 1``,
+* ``naive``  — for each task, for each image: PIL decode, resize, ``to_tensor * 2 - 1`` (a
+  contiguous CHW tensor, as torchvision's ``to_tensor`` in visualpriors' README example),
   ``visualpriors.representation_transform(x, task, device="cpu")`` (its loader pointed at the
   local checkpoint; model loading not timed);
+* ``naive_nhwc`` — the same loop with the HWC array only permuted (no ``.contiguous()``): the
+  tensor is then channels-last in memory and torch picks its fast channels-last kernels;
 * ``neurotask`` — ``extract_features(paths, tasks, store=None, batch_size=16)`` (default:
   channels-last convolutions), whole call timed (scan, weights, loading, decode, encode);
 * ``neurotask --exact`` — the same with ``channels_last=False`` (visualpriors' exact numbers);
@@ -45,7 +48,7 @@ def _stimuli(directory: Path, n: int) -> list[Path]:
     return paths
 
 
-def _naive(paths: list[str], tasks: list[str], weights: str) -> dict[str, float]:
+def _naive(paths: list[str], tasks: list[str], weights: str, contiguous: bool) -> dict[str, float]:
     import numpy as np
     import torch
     from PIL import Image
@@ -64,6 +67,8 @@ def _naive(paths: list[str], tasks: list[str], weights: str) -> dict[str, float]
         for path in paths:
             image = Image.open(path).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR)
             x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255 * 2 - 1).permute(2, 0, 1)[None]
+            if contiguous:
+                x = x.contiguous()
             representation_transform(x, task, device="cpu")
     return {"seconds": time.perf_counter() - start}
 
@@ -83,8 +88,8 @@ def _child(args: argparse.Namespace) -> None:
 
     paths = json.loads(args.paths)
     tasks = args.tasks.split(",")
-    if args.variant == "naive":
-        result = _naive(paths, tasks, args.weights)
+    if args.variant in ("naive", "naive_nhwc"):
+        result = _naive(paths, tasks, args.weights, contiguous=args.variant == "naive")
     else:
         store = str(Path(args.weights).parent / "bench.zarr") if args.variant == "store" else None
         result = _neurotask(paths, tasks, args.weights, exact=args.variant == "exact", store=store)
@@ -128,7 +133,7 @@ def main() -> None:
         for i, task in enumerate(tasks):
             save_random_checkpoint(task, weights, seed=i)
         results = {}
-        for variant in ("naive", "neurotask", "exact", "store"):
+        for variant in ("naive", "naive_nhwc", "neurotask", "exact", "store"):
             out = subprocess.run(
                 [sys.executable, __file__, "--variant", variant, "--paths", json.dumps(paths), "--tasks", args.tasks,
                  "--weights", str(weights)],

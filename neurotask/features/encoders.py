@@ -186,7 +186,7 @@ def load_encoder(
     normalize_outputs : bool
         Apply the final GroupNorm, as ``visualpriors.representation_transform`` does.
     channels_last : bool
-        Run the convolutions channels-last (NHWC): 1.8-4x faster on CPU, same operations in
+        Run the convolutions channels-last (NHWC): ~1.6x faster on CPU for batches > 1, same operations in
         another summation order, so outputs differ from the NCHW layout ``visualpriors`` uses by
         float32 rounding (up to ~3e-4 after the GroupNorm on random weights). ``False`` gives
         ``visualpriors``' exact numbers.

@@ -341,7 +341,7 @@ def extract_features(
     normalize_outputs : bool
         Apply the encoders' final GroupNorm, as ``visualpriors.representation_transform`` does.
     channels_last : bool
-        Run convolutions channels-last: 1.8-4x faster on CPU; features differ from
+        Run convolutions channels-last: ~1.6x faster on CPU for batches > 1; features differ from
         ``visualpriors``' NCHW computation by float32 rounding (~1e-4). ``False`` reproduces
         ``visualpriors``' numbers exactly. (The device and the thread count change the summation
         order too; resume a store with the settings it was started with for identical values.)
