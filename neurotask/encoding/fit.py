@@ -320,7 +320,7 @@ def _run_cluster(  # noqa: ANN202
             for future, values in as_completed(futures, with_results=True):
                 out[group, :, where[future.key]] = values
                 bar.advance(task)
-            del factors, futures
+            del factors, tasks, futures  # release this group's factors on the workers
     return out
 
 
