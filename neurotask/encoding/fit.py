@@ -268,7 +268,7 @@ def _run_local(  # noqa: ANN202
     labels = _voxel_labels(responses)
     slices = list(stores.iter_chunks(n_voxels, chunk))
     bar, task = _progress(progress, len(groups) * len(slices), "ridge: voxel chunks")
-    threads = len(os.sched_getaffinity(0))
+    threads = ridge.n_cores()
     with bar, ThreadPoolExecutor(threads) as pool:
         for group in groups:
             factors = [

@@ -142,6 +142,11 @@ def standardize_features(
     return x_train, x_test, offset, scale
 
 
+def n_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # float64: the Gram squares the features' condition number; float32 eigenvalues of small
     # directions would be noise of the size of the smallest alphas.
@@ -228,7 +233,7 @@ def make_ridge_factors(
     gram = training_gram(design)
     # Decompositions run side by side, each on single-threaded LAPACK: multithreaded OpenBLAS
     # eigh degrades catastrophically when another process holds a core (2 s -> 13 s measured).
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_cores()) as pool:
         training = pool.submit(decompose_training, gram, test_design)
         n_folds = len(bounds) - 1 if folds else 0
         fold_factors = tuple(pool.map(lambda f: decompose_fold(design, bounds, f, gram, alphas), range(n_folds)))
