@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
+from neurotask.encoding import DEFAULT_ALPHAS
 from neurotask.stores import validate_features, validate_responses
 
 __all__ = ["variance_partition", "ceiling_normalized", "PARTITION_VARIABLES"]
@@ -38,7 +39,6 @@ PARTITION_VARIABLES = (
     "relative_unique_a", "relative_unique_b", "transfer_a_to_b", "transfer_b_to_a",
 )
 _ADDITIVE = ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")
-_DEFAULT_ALPHAS = np.logspace(-2, 7, 19)
 _BANDED_RATIOS = np.logspace(-2, 2, 9)  # alpha_A / alpha_B grid of the banded search
 
 
@@ -146,7 +146,7 @@ def _banded_fits(
     images, sessions = responses["image"].values, responses["session"].values
     y = responses.data if isinstance(responses.data, da.Array) else da.from_array(responses.values, chunks=(-1, 4096))
     y = y.rechunk({0: -1})
-    alphas = np.asarray(_DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
+    alphas = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
     r2 = []
     for pair in pairs:
         designs = _standardized_designs(features, pair, images, is_test)
