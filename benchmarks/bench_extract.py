@@ -10,7 +10,7 @@ checkpoints:
   local checkpoint; model loading not timed);
 * ``naive_nhwc`` — the same loop with the HWC array only permuted (no ``.contiguous()``): the
   tensor is then channels-last in memory and torch picks its fast channels-last kernels;
-* ``neurotask`` — ``extract_features(paths, tasks, store=None, batch_size=16)`` (default:
+* ``neurotask`` — ``extract_features(paths, tasks, store=None)`` (default batch size, 4 on CPU; default:
   channels-last convolutions), whole call timed (scan, weights, loading, decode, encode);
 * ``neurotask --exact`` — the same with ``channels_last=False`` (visualpriors' exact numbers);
 * ``neurotask store`` — the default, writing a zarr store.
@@ -77,7 +77,7 @@ def _neurotask(paths: list[str], tasks: list[str], weights: str, exact: bool, st
     from neurotask.features import extract_features
 
     start = time.perf_counter()
-    extract_features(paths, tasks, store, weights=weights, batch_size=16, device="cpu", channels_last=not exact)
+    extract_features(paths, tasks, store, weights=weights, device="cpu", channels_last=not exact)
     return {"seconds": time.perf_counter() - start}
 
 

@@ -339,7 +339,9 @@ def extract(
     weights: Annotated[
         Optional[Path], typer.Option("--weights", help="Checkpoint directory (then $NEUROTASK_WEIGHTS, hub cache, download).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass [default: 4 on CPU, 16 on CUDA].")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
     on_error: Annotated[str, typer.Option("--on-error", help="Undecodable images: raise, or skip and list them.")] = "raise",
     exact: Annotated[

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from visualpriors.taskonomy_network import TaskonomyEncoder
 
 from neurotask.features.registry import INPUTS, resolve_task
@@ -43,6 +44,8 @@ __all__ = [
     "clear_cache",
     "encode",
     "resolve_device",
+    "default_batch_size",
+    "DEFAULT_BATCH_SIZE",
     "fix_visualpriors",
 ]
 
@@ -54,6 +57,11 @@ N_FEATURES = int(np.prod(OUTPUT_SHAPE))
 #: Encoders kept per process by :func:`cached_encoder` (``NEUROTASK_MODEL_CACHE`` overrides);
 #: ~95 MB each, so all 25 fit in ~2.4 GB.
 MODEL_CACHE_SIZE = int(os.environ.get("NEUROTASK_MODEL_CACHE", "25"))
+
+#: Images per forward pass when none is given, by device type. On CPU small batches are fastest
+#: (measured on 2 cores, channels-last, folded batch norms: 24 / 28 / 28 / 24 images/s at batch
+#: 1 / 2 / 4 / 8: larger batches spill the caches); GPUs want larger batches.
+DEFAULT_BATCH_SIZE: dict[str, int] = {"cpu": 4, "cuda": 16}
 
 
 def fix_visualpriors() -> None:
@@ -76,6 +84,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
     return resolved
+
+
+def default_batch_size(device: str | torch.device = "auto") -> int:
+    """Images per forward pass for a device (see :data:`DEFAULT_BATCH_SIZE`; other types: CPU's)."""
+    return DEFAULT_BATCH_SIZE.get(resolve_device(device).type, DEFAULT_BATCH_SIZE["cpu"])
 
 
 def build_encoder(task: str, *, normalize_outputs: bool = True) -> TaskonomyEncoder:
@@ -186,10 +199,11 @@ def load_encoder(
     normalize_outputs : bool
         Apply the final GroupNorm, as ``visualpriors.representation_transform`` does.
     channels_last : bool
-        Run the convolutions channels-last (NHWC): ~1.6x faster on CPU for batches > 1, same operations in
-        another summation order, so outputs differ from the NCHW layout ``visualpriors`` uses by
-        float32 rounding (up to ~3e-4 after the GroupNorm on random weights). ``False`` gives
-        ``visualpriors``' exact numbers.
+        The fast inference mode: batch norms folded into the convolutions before them and
+        convolutions run channels-last (NHWC): ~1.6x faster on CPU for batches > 1 than NCHW, the
+        same function in another float32 summation order, so outputs differ from ``visualpriors``
+        by rounding (up to ~3e-4 after the GroupNorm on random weights). ``False`` keeps
+        ``visualpriors``' modules and NCHW layout: its exact numbers.
 
     Returns
     -------
@@ -208,11 +222,34 @@ def load_encoder(
     state = _read_state_dict(checkpoint)
     _check_shapes(task, encoder, state, str(checkpoint.path))
     encoder.load_state_dict(state, strict=True, assign=True)
+    if channels_last:
+        _fold_batch_norms(encoder)
     encoder = encoder.to(resolve_device(device))
     if channels_last:
         encoder = encoder.to(memory_format=torch.channels_last)
     encoder.channels_last = channels_last  # read by encode() to lay out its input alike
     return encoder
+
+
+def _fold_batch_norms(encoder: TaskonomyEncoder) -> None:
+    """Fold each eval-mode batch norm into the convolution before it, in place (inference only).
+
+    ``bn(conv(x)) = conv'(x)`` with ``w' = w * gamma / sqrt(var + eps)`` and a bias: one pass
+    over each activation fewer (~10-25% faster on CPU), the same function up to float32 rounding.
+    """
+    pairs = [(encoder, "conv1", "bn1"), (encoder, "compress1", "compress_bn")]
+    for layer in (encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4):
+        for block in layer:
+            pairs += [(block, "conv1", "bn1"), (block, "conv2", "bn2"), (block, "conv3", "bn3")]
+            if block.downsample is not None and isinstance(block.downsample[-1], nn.BatchNorm2d):
+                pairs.append((block.downsample, "0", "1"))
+    for module, conv_name, norm_name in pairs:
+        conv, norm = getattr(module, conv_name), getattr(module, norm_name)
+        weight, bias = fuse_conv_bn_weights(  # new tensors: no copy of the module as fuse_conv_bn_eval
+            conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+        )
+        conv.weight, conv.bias = weight.requires_grad_(False), bias.requires_grad_(False)
+        setattr(module, norm_name, nn.Identity())
 
 
 _CACHE: OrderedDict[tuple[Any, ...], TaskonomyEncoder] = OrderedDict()

@@ -159,3 +159,17 @@ def test_resolve_device() -> None:
 def test_fix_visualpriors_imports_model_zoo() -> None:
     encoders.fix_visualpriors()
     assert hasattr(torch.utils, "model_zoo")
+
+
+def test_fast_mode_folds_batch_norms_exact_mode_keeps_them(make_checkpoint) -> None:
+    # the exact mode must stay visualpriors' modules (parity at 0 above); the fast one folds
+    checkpoint = make_checkpoint("normal")
+    fast = encoders.load_encoder("normal", checkpoint.parent)
+    exact = encoders.load_encoder("normal", checkpoint.parent, channels_last=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in exact.modules()) == 54
+
+
+def test_default_batch_size() -> None:
+    assert encoders.default_batch_size("cpu") == encoders.DEFAULT_BATCH_SIZE["cpu"] == 4
+    assert encoders.default_batch_size("auto") == encoders.DEFAULT_BATCH_SIZE["cuda" if torch.cuda.is_available() else "cpu"]
