@@ -345,8 +345,8 @@ def extract_features(
         Apply the encoders' final GroupNorm, as ``visualpriors.representation_transform`` does.
     channels_last : bool
         Fast inference: batch norms folded into the convolutions, which run channels-last (on
-        CPU ~2x faster than NCHW for batches > 1); features differ from ``visualpriors``' NCHW
-        computation by float32 rounding (~1e-4). ``False`` reproduces
+        CPU ~1.5x faster than NCHW at the default batch size); features differ from
+        ``visualpriors``' NCHW computation by float32 rounding (~1e-4). ``False`` reproduces
         ``visualpriors``' numbers exactly. (The device and the thread count change the summation
         order too; resume a store with the settings it was started with for identical values.)
     image_chunk : int
