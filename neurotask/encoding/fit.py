@@ -480,6 +480,14 @@ def fit(
 # predictions on demand
 
 
+def _prediction_factors(
+    aligned: xr.DataArray, spaces: tuple[str, ...], train: np.ndarray, test: np.ndarray, standardize: bool
+) -> ridge.RidgeFactors:
+    """One model's refit factors on all training trials (no folds), for :func:`predict`."""
+    design = _design(aligned, spaces)
+    return ridge.make_ridge_factors(design[train], design[test], [0, train.size], standardize=standardize, folds=False)
+
+
 def _predict_block(y: np.ndarray, factors: ridge.RidgeFactors, train: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     with _blas_threads(1):
         return ridge.predict_ridge(factors, np.asarray(y, dtype=np.float32)[train], alpha).astype(np.float32)
@@ -537,10 +545,11 @@ def predict(
     columns = np.cumsum((0,) + data.chunks[1])
     stacked = []
     for name, spaces in specs:
-        design = _design(aligned, spaces)
-        factors = ridge.make_ridge_factors(design[train], design[test], [0, train.size],
-                                           standardize=standardize or len(spaces) > 1, folds=False)
-        factors_key = dask.delayed(factors, name=f"ridge-factors-{name}-{dask.base.tokenize(design, standardize)}")
+        # the decomposition is a task of the graph (run once, where the graph runs), not data
+        # embedded in it: ~50 MB of factors per model would otherwise travel through the scheduler
+        factors_key = dask.delayed(_prediction_factors, pure=True)(
+            aligned.sel(model=list(spaces)), spaces, train, test, standardize or len(spaces) > 1
+        )
         alpha = results["alpha"].sel(model=name).values
         blocks = [
             da.from_delayed(dask.delayed(_predict_block)(block, factors_key, train, alpha[start:stop]),
