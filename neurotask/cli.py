@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
 import typer
 
 app = typer.Typer(
@@ -23,9 +28,6 @@ def main() -> None:
 #                 workers: WorkersOption = None):
 #       with cluster_client(scheduler, cluster, workers) as client: ...
 
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: E402
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -60,7 +62,6 @@ def cluster_client(
 # --------------------------------------------------------------------------------------------
 # synthetic data (datasets area)
 
-from pathlib import Path  # noqa: E402
 
 @app.command()
 def synth(
@@ -124,7 +125,6 @@ def synth(
 # --------------------------------------------------------------------------------------------
 # pipeline: demo, run, report
 
-from pathlib import Path  # noqa: E402
 
 
 @app.command()
