@@ -285,7 +285,7 @@ def test_one_model_at_a_time_when_memory_is_short(features, monkeypatch):
 
 @pytest.mark.cluster
 def test_distributed_client_gives_identical_similarity(features):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     expected = rsa.model_similarity(features, progress=False)
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as client:
         in_memory = rsa.model_similarity(features, client=client, progress=False)

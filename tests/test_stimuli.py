@@ -115,7 +115,7 @@ def test_rgb_input_scaling() -> None:
 
 
 def test_lightness_input_matches_skimage() -> None:
-    skimage_color = pytest.importorskip("skimage.color")
+    import skimage.color as skimage_color
     pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     pixels[0, 0, 0] = 0
     pixels[0, 0, 1] = 255

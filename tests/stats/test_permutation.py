@@ -88,7 +88,7 @@ def test_identical_whatever_the_chunking(small_fit):
 
 @pytest.mark.cluster
 def test_identical_on_a_distributed_client(small_fit):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     _, responses, results, prediction, _ = small_fit
     local = permutation_test(results, responses, predictions=prediction, n_permutations=30, seed=3)
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as client:
