@@ -192,9 +192,16 @@ def _remote_prepare(x_train, x_test, standardize):  # noqa: ANN001, ANN202
         return design, test_design, offset, scale, ridge.training_gram(design)
 
 
-def _remote_fold(prepared, bounds, fold, alphas):  # noqa: ANN001, ANN202
+def _remote_fold_eigh(prepared, bounds, fold):  # noqa: ANN001, ANN202
     with _blas_threads(1):
-        return ridge.decompose_fold(prepared[0], bounds, fold, prepared[4], alphas)
+        return ridge._fold_eigh(prepared[0], bounds, fold, prepared[4])
+
+
+def _remote_fold_solutions(eigh, alphas):  # noqa: ANN001, ANN202
+    with _blas_threads(1):
+        out = np.empty((alphas.size, *eigh[2].shape), dtype=np.float32)
+        ridge._fold_solutions(eigh, alphas, out)
+        return out
 
 
 def _remote_full(prepared):  # noqa: ANN001, ANN202
@@ -202,9 +209,12 @@ def _remote_full(prepared):  # noqa: ANN001, ANN202
         return ridge.decompose_training(prepared[4], prepared[1])
 
 
-def _remote_assemble(prepared, bounds, full, *folds):  # noqa: ANN001, ANN202
+def _remote_assemble(prepared, bounds, alphas, full, eighs, solutions):  # noqa: ANN001, ANN202
     design, _, offset, scale, _ = prepared
-    return ridge.RidgeFactors(design, bounds, tuple(folds), *full, offset, scale)
+    # the alpha blocks' rows as one list per fold: no copy of the (n_alphas, n_val, k) solutions
+    folds = tuple(ridge.FoldFactors(alphas, [s for block in blocks for s in block], eigh[3])
+                  for eigh, blocks in zip(eighs, solutions))
+    return ridge.RidgeFactors(design, bounds, folds, *full, offset, scale)
 
 
 def _submit_factors(
@@ -215,9 +225,16 @@ def _submit_factors(
     [x_train_f, x_test_f] = client.scatter([x_train, x_test], broadcast=True)
     prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
-    folds = [client.submit(_remote_fold, prepared, split.bounds, f, alphas, pure=False) for f in range(n_folds)]
-    full = client.submit(_remote_full, prepared, pure=False)
-    return client.submit(_remote_assemble, prepared, split.bounds, full, *folds, pure=False)
+    # decompositions before products (priority): every worker then has an eigh to run while
+    # the others finish, and the last product ends with the last decomposition's
+    full = client.submit(_remote_full, prepared, pure=False, priority=1)
+    eighs = [client.submit(_remote_fold_eigh, prepared, split.bounds, f, pure=False, priority=1)
+             for f in range(n_folds)]
+    # the per-alpha products as (fold, alpha block) tasks, so every worker thread gets a share
+    n_blocks = min(alphas.size, max(1, sum(client.nthreads().values())))
+    blocks = [a for a in np.array_split(alphas, n_blocks) if a.size]
+    solutions = [[client.submit(_remote_fold_solutions, eigh, block, pure=False) for block in blocks] for eigh in eighs]
+    return client.submit(_remote_assemble, prepared, split.bounds, alphas, full, eighs, solutions, pure=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,15 +286,24 @@ def _run_local(  # noqa: ANN202
     slices = list(stores.iter_chunks(n_voxels, chunk))
     bar, task = _progress(progress, len(groups) * len(slices), "ridge: voxel chunks")
     threads = ridge.n_cores()
-    with bar, ThreadPoolExecutor(threads) as pool:
+
+    def read(sl: slice) -> np.ndarray:
+        return np.asarray(responses.isel(voxel=sl).values)
+
+    # a reader thread keeps the next chunk loading (zarr decompression releases the GIL) while
+    # the cores fit the current one: at most two chunks in memory
+    with bar, ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(1) as reader:
         for group in groups:
+            pending = reader.submit(read, slices[0])
             factors = [
                 ridge.make_ridge_factors(designs[m][split.train_index], designs[m][split.test_index], split.bounds,
                                          alphas=alphas, standardize=standardize[m], folds=solver == "kfold")
                 for m in group
             ]
-            for sl in slices:
-                y = responses.isel(voxel=sl).values
+            for i, sl in enumerate(slices):
+                y = pending.result()
+                if i + 1 < len(slices):
+                    pending = reader.submit(read, slices[i + 1])
                 # one slice of the chunk per core, each on single-threaded BLAS: independent GEMMs
                 # keep their speed when another process takes a core; multithreaded OpenBLAS
                 # stalls at its barriers then
@@ -328,9 +354,15 @@ def _default_chunk(responses: xr.DataArray, client: Any) -> int:
     n_voxels = responses.sizes["voxel"]
     chunk = responses.data.chunksize[1] if isinstance(responses.data, da.Array) else 4096
     if client is not None:
-        # enough chunks to keep every worker thread busy, but wide enough for efficient GEMMs
+        # enough chunks to keep every worker thread busy and even out the last ones' finish,
+        # but wide enough for efficient GEMMs
         threads = sum(client.nthreads().values()) or 1
-        chunk = min(chunk, max(512, math.ceil(n_voxels / (4 * threads))))
+        target = max(512, math.ceil(n_voxels / (8 * threads)))
+        if target < chunk:
+            # a divisor of the stored chunk: each task then reads a part of one stored chunk
+            # (2500-voxel tasks over 4096-voxel chunks cost 10% more than 2048-voxel ones)
+            divisors = [p for p in range(math.ceil(chunk / target), chunk // 256 + 1) if chunk % p == 0]
+            chunk = chunk // divisors[0] if divisors else target
     return int(min(chunk, n_voxels))
 
 

@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 from neurotask.encoding.scoring import pearson_r, r2_score
@@ -60,8 +59,9 @@ class FoldFactors:
     ----------
     alphas : ndarray of shape (n_alphas,), float64
         The alpha grid the solutions are for.
-    solutions : ndarray of shape (n_alphas, n_val, k), float32
-        ``(X_val − m) (G + alpha I)⁻¹`` per alpha, from the eigendecomposition of ``G``, the
+    solutions : sequence of ndarray of shape (n_val, k), float32
+        One per alpha (an (n_alphas, n_val, k) array or a list of its rows):
+        ``(X_val − m) (G + alpha I)⁻¹``, from the eigendecomposition of ``G``, the
         fold's training Gram matrix centered with its training mean ``m``: the fold's validation
         predictions are ``solutions[a] @ (X_trainᵀ y − n_train m ȳ_train)``.
     train_mean : ndarray of shape (k,), float32
@@ -69,7 +69,7 @@ class FoldFactors:
     """
 
     alphas: np.ndarray
-    solutions: np.ndarray
+    solutions: Sequence[np.ndarray]
     train_mean: np.ndarray
 
 
@@ -110,7 +110,7 @@ class RidgeFactors:
     def nbytes(self) -> int:
         """Memory held by the factors, in bytes."""
         arrays = [self.design, self.eigenvectors, self.test_projection]
-        arrays += [fold.solutions for fold in self.folds]
+        arrays += [solution for fold in self.folds for solution in fold.solutions]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -149,8 +149,10 @@ def n_cores() -> int:
 
 def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # float64: the Gram squares the features' condition number; float32 eigenvalues of small
-    # directions would be noise of the size of the smallest alphas.
-    eigenvalues, eigenvectors = scipy.linalg.eigh(gram, driver="evd", check_finite=False, overwrite_a=True)
+    # directions would be noise of the size of the smallest alphas. numpy's eigh (LAPACK syevd,
+    # like scipy's driver="evd") releases the GIL, so the per-fold decompositions really run side
+    # by side in threads; scipy's holds it (6 decompositions: 8.2 s -> 5 s on 2 cores).
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
     return np.clip(eigenvalues, 0, None).astype(np.float32), eigenvectors.astype(np.float32)
 
 
@@ -158,6 +160,32 @@ def training_gram(design: np.ndarray) -> np.ndarray:
     """``Xᵀ X`` of the (training-centered) design in float64, shape (k, k)."""
     design64 = design.astype(np.float64)
     return design64.T @ design64
+
+
+def _fold_eigh(
+    design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fold ``fold``'s centered training Gram eigendecomposition.
+
+    Returns ``(eigenvalues, eigenvectors, (X_val − m) V, m)`` with ``m`` the fold's training mean.
+    """
+    validation = design[bounds[fold] : bounds[fold + 1]].astype(np.float64)
+    n_train = design.shape[0] - validation.shape[0]
+    # the whole design sums to zero, so the fold's training sum is minus its validation sum
+    mean_train = -validation.sum(axis=0) / n_train
+    fold_gram = gram - validation.T @ validation - n_train * np.outer(mean_train, mean_train)
+    eigenvalues, eigenvectors = _eigh(fold_gram)
+    projected = (validation - mean_train).astype(np.float32) @ eigenvectors
+    return eigenvalues, eigenvectors, projected, mean_train.astype(np.float32)
+
+
+def _fold_solutions(
+    eigh: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], alphas: np.ndarray, out: np.ndarray
+) -> None:
+    """Write ``(X_val − m) V diag(1 / (s + alpha)) Vᵀ`` for each alpha into ``out[a]``."""
+    eigenvalues, eigenvectors, projected, _ = eigh
+    for a, alpha in enumerate(alphas):
+        np.matmul(projected * (1.0 / (eigenvalues + np.float32(alpha))), eigenvectors.T, out=out[a])
 
 
 def decompose_fold(
@@ -178,18 +206,11 @@ def decompose_fold(
     alphas : ndarray of shape (n_alphas,)
         The alpha grid.
     """
-    validation = design[bounds[fold] : bounds[fold + 1]].astype(np.float64)
-    n_train = design.shape[0] - validation.shape[0]
-    # the whole design sums to zero, so the fold's training sum is minus its validation sum
-    mean_train = -validation.sum(axis=0) / n_train
-    fold_gram = gram - validation.T @ validation - n_train * np.outer(mean_train, mean_train)
-    eigenvalues, eigenvectors = _eigh(fold_gram)
-    projected = (validation - mean_train).astype(np.float32) @ eigenvectors
+    eigh = _fold_eigh(design, bounds, fold, gram)
     alphas = np.asarray(alphas, dtype=np.float64)
-    solutions = np.empty((alphas.size, projected.shape[0], projected.shape[1]), dtype=np.float32)
-    for a, alpha in enumerate(alphas):
-        np.matmul(projected * (1.0 / (eigenvalues + np.float32(alpha))), eigenvectors.T, out=solutions[a])
-    return FoldFactors(alphas, solutions, mean_train.astype(np.float32))
+    solutions = np.empty((alphas.size, *eigh[2].shape), dtype=np.float32)
+    _fold_solutions(eigh, alphas, solutions)
+    return FoldFactors(alphas, solutions, eigh[3])
 
 
 def decompose_training(gram: np.ndarray, test_design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,10 +254,17 @@ def make_ridge_factors(
     gram = training_gram(design)
     # Decompositions run side by side, each on single-threaded LAPACK: multithreaded OpenBLAS
     # eigh degrades catastrophically when another process holds a core (2 s -> 13 s measured).
+    # The per-alpha products then run as (fold, alpha block) tasks, so the cores finish together.
+    alphas = np.asarray(alphas, dtype=np.float64)
+    n_folds = len(bounds) - 1 if folds else 0
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_cores()) as pool:
         training = pool.submit(decompose_training, gram, test_design)
-        n_folds = len(bounds) - 1 if folds else 0
-        fold_factors = tuple(pool.map(lambda f: decompose_fold(design, bounds, f, gram, alphas), range(n_folds)))
+        eighs = list(pool.map(lambda f: _fold_eigh(design, bounds, f, gram), range(n_folds)))
+        solutions = [np.empty((alphas.size, *eigh[2].shape), dtype=np.float32) for eigh in eighs]
+        blocks = [(f, b) for f in range(n_folds) for b in np.array_split(np.arange(alphas.size), n_cores()) if b.size]
+        list(pool.map(lambda job: _fold_solutions(eighs[job[0]], alphas[job[1]],
+                                                  solutions[job[0]][job[1][0] : job[1][-1] + 1]), blocks))
+        fold_factors = tuple(FoldFactors(alphas, solutions[f], eighs[f][3]) for f in range(n_folds))
         eigenvalues, eigenvectors, test_projection = training.result()
     return RidgeFactors(design, bounds, fold_factors, eigenvalues, eigenvectors, test_projection, offset, scale)
 
@@ -282,6 +310,9 @@ def solve_ridge_cv_eigh(
     cross = np.sum(cross_folds, axis=0, dtype=np.float32)
     y_sum = y.sum(axis=0, dtype=np.float64)
     scores = np.zeros((len(alphas), n_voxels), dtype=np.float64)
+    # one residual buffer for every (fold, alpha): no fresh pages per GEMM (Dask workers set
+    # MALLOC_TRIM_THRESHOLD_, which makes glibc map and fault in each large temporary anew)
+    buffer = np.empty((int(np.diff(bounds).max()), n_voxels), dtype=np.float32)
     for f, fold in enumerate(factors.folds):
         y_val = y[bounds[f] : bounds[f + 1]]
         n_fold_train = n_train - y_val.shape[0]
@@ -294,8 +325,9 @@ def solve_ridge_cv_eigh(
         target = y_val - train_mean
         ss_tot = np.einsum("ij,ij->j", y_val, y_val, dtype=np.float64) - y_val_sum**2 / y_val.shape[0]
         # 3. one GEMM per alpha
+        residual = buffer[: y_val.shape[0]]
         for a in range(len(alphas)):
-            residual = fold.solutions[a] @ fold_cross
+            np.matmul(fold.solutions[a], fold_cross, out=residual)
             np.subtract(target, residual, out=residual)
             ss_res = np.einsum("ij,ij->j", residual, residual)
             scores[a] += np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
