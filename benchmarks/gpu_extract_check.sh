@@ -117,10 +117,10 @@ print(f"extract_features on {device}: {report['end_to_end_s']:.1f} s for {n_imag
 # 3b. each encoder alone on decoded images (no decode, no load, no write)
 pixels = np.stack([load_image(p)[0] for p in paths])
 rates = {}
-for layout, channels_last in (("channels_last", True), ("nchw", False)):
+for layout, fast in (("channels_last", True), ("nchw", False)):
     for task in tasks:
         encoder = encoders.load_encoder(task, resolve_weights(task, work / "weights"), device=device,
-                                        channels_last=channels_last)
+                                        fast=fast)
         prepare = MODEL_INPUTS[INPUTS[task]]
         encoders.encode(encoder, prepare(pixels[:batch]))  # warm-up (cuDNN plans)
         sync()

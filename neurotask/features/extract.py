@@ -134,7 +134,7 @@ def _encode_chunk(
     device: str,
     batch_size: int | None,
     normalize_outputs: bool,
-    channels_last: bool,
+    fast: bool,
     sink: Callable[[str, np.ndarray], None] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -147,7 +147,7 @@ def _encode_chunk(
     with _torch_threads(threads):
         for checkpoint in checkpoints:
             encoder = encoders.cached_encoder(
-                checkpoint, device=device, normalize_outputs=normalize_outputs, channels_last=channels_last
+                checkpoint, device=device, normalize_outputs=normalize_outputs, fast=fast
             )
             prepare = MODEL_INPUTS[INPUTS[checkpoint.task]]
             features = np.empty((len(paths), encoders.N_FEATURES), dtype=np.float32)
@@ -311,7 +311,7 @@ def extract_features(
     client: Any = None,
     on_error: str = "raise",
     normalize_outputs: bool = True,
-    channels_last: bool = True,
+    fast: bool = False,
     image_chunk: int = 256,
     overwrite: bool = False,
 ) -> xr.DataArray:
@@ -332,7 +332,7 @@ def extract_features(
         download; see :mod:`neurotask.features.weights`). With a Dask cluster the checkpoint and
         image paths must be readable by the workers.
     batch_size : int, optional
-        Images per forward pass; default by device (4 on CPU, the fastest there; 16 on CUDA;
+        Images per forward pass; default by device (2 on CPU, the fastest there; 16 on CUDA;
         see :data:`neurotask.features.encoders.DEFAULT_BATCH_SIZE`).
     device : str
         ``"auto"`` (CUDA when available; resolved on each worker), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
@@ -343,11 +343,11 @@ def extract_features(
         What to do with an image that cannot be decoded (see :data:`ON_ERROR`).
     normalize_outputs : bool
         Apply the encoders' final GroupNorm, as ``visualpriors.representation_transform`` does.
-    channels_last : bool
+    fast : bool
         Fast inference: batch norms folded into the convolutions, which run channels-last (on
-        CPU ~1.5x faster than NCHW at the default batch size); features differ from
-        ``visualpriors``' NCHW computation by float32 rounding (~1e-4). ``False`` reproduces
-        ``visualpriors``' numbers exactly. (The device and the thread count change the summation
+        CPU ~1.3x faster); features then differ from ``visualpriors``' by float32 rounding (up to
+        ~3e-4). The default, ``False``, reproduces ``visualpriors.representation_transform``'s
+        numbers (same modules, NCHW). (The device and the thread count change the summation
         order too; resume a store with the settings it was started with for identical values.)
     image_chunk : int
         Images per store chunk and per unit of work.
@@ -406,13 +406,13 @@ def extract_features(
         "n_images": len(ids),
         "weights_sha256": {t: c.sha256 for t, c in checkpoints.items()},
         "normalize_outputs": bool(normalize_outputs),
-        "channels_last": bool(channels_last),
+        "fast": bool(fast),
         "input_size": INPUT_SIZE,
         "image_chunk": int(image_chunk),
         "on_error": on_error,
     }
     attrs = _attrs(checkpoints, grayscale, skipped, normalize_outputs)
-    attrs["channels_last"] = bool(channels_last)
+    attrs["fast"] = bool(fast)
     coords = {"model": list(tasks), "image": ids, "source": ("image", [image_source(i) for i in ids])}
     shape = (len(tasks), len(ids), encoders.N_FEATURES)
     variable_attrs = {"long_name": "Taskonomy encoder features", "units": "1"}
@@ -421,7 +421,7 @@ def extract_features(
     run = {
         "device": device, "batch_size": None if batch_size is None else int(batch_size),
         "normalize_outputs": bool(normalize_outputs),
-        "channels_last": bool(channels_last),
+        "fast": bool(fast),
     }
 
     # in-memory results; with a store the units write their regions and yield nothing

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from neurotask.features import encoders
+from neurotask.features.extract import extract_features
 from neurotask.features.registry import TASKS
 from neurotask.features.weights import WeightsError, save_random_checkpoint, verify_checkpoint
 from neurotask.stimuli import lightness_input, load_image, rgb_input
@@ -21,10 +22,10 @@ from visualpriors.transforms import VisualPriorRepresentation  # noqa: E402
 # With the NCHW layout neurotask runs the very same float32 operations as visualpriors: the
 # acceptance bound is 1e-5 (the observed difference is 0).
 PARITY_ATOL = 1e-5
-# The default channels-last layout sums in another order: float32 rounding (~1e-6 relative on
+# The fast mode (folded batch norms, channels-last) sums in another order: float32 rounding (~1e-6 relative on
 # the raw outputs) is amplified by the GroupNorm's division by each channel's spatial std, up to
 # ~3e-4 on noise inputs; 1e-3 bounds it with room.
-CHANNELS_LAST_ATOL = 1e-3
+FAST_ATOL = 1e-3
 
 
 def _visualpriors_net(checkpoint: Path) -> torch.nn.Module:
@@ -52,11 +53,11 @@ def _visualpriors_features(task: str, checkpoint: Path, inputs: np.ndarray) -> n
 @pytest.mark.parametrize("task", [t for t in TASKS if t != "colorization"])
 def test_parity_with_visualpriors(task: str, rgb_batch: np.ndarray, tmp_path: Path) -> None:
     # one image per task keeps 24 ResNet-50 checkpoints within the test budget; the batched path
-    # is compared in test_channels_last_close_to_visualpriors and in test_extract.py
+    # is compared in test_default_extraction_equals_visualpriors_per_image
     checkpoint = save_random_checkpoint(task, tmp_path, seed=TASKS.index(task))
     inputs = rgb_input(rgb_batch[:1])
     try:
-        ours = encoders.encode(encoders.load_encoder(task, tmp_path, channels_last=False), inputs)
+        ours = encoders.encode(encoders.load_encoder(task, tmp_path), inputs)  # default: exact mode
         reference = _visualpriors_features(task, checkpoint, inputs)
     finally:
         os.remove(checkpoint)
@@ -66,13 +67,28 @@ def test_parity_with_visualpriors(task: str, rgb_batch: np.ndarray, tmp_path: Pa
     np.testing.assert_allclose(ours, reference.reshape(1, -1), rtol=0, atol=PARITY_ATOL)
 
 
-def test_channels_last_close_to_visualpriors(make_checkpoint, rgb_batch: np.ndarray) -> None:
+def test_default_extraction_equals_visualpriors_per_image(make_checkpoint, stimuli_dir: Path) -> None:
+    # what users compare: extract_features with every default (batched, all cores) against
+    # visualpriors.representation_transform called image by image
+    tasks = ["normal", "depth_euclidean"]
+    checkpoints = {task: make_checkpoint(task) for task in tasks}
+    ours = extract_features(stimuli_dir, tasks, weights=checkpoints["normal"].parent, device="cpu", image_chunk=3)
+    assert ours.attrs["fast"] is False or ours.attrs["fast"] == 0
+    for task in tasks:
+        for image in ours["image"].values:
+            (path,) = stimuli_dir.glob(f"{image}.*")
+            reference = _visualpriors_features(task, checkpoints[task], rgb_input(load_image(path)[0][None]))
+            np.testing.assert_allclose(ours.sel(model=task, image=image).values, reference.reshape(-1),
+                                       rtol=0, atol=PARITY_ATOL)
+
+
+def test_fast_mode_close_to_visualpriors(make_checkpoint, rgb_batch: np.ndarray) -> None:
     checkpoint = make_checkpoint("normal")
     noise = np.random.default_rng(0).integers(0, 256, rgb_batch.shape[1:], dtype=np.uint8)
     inputs = rgb_input(np.stack([rgb_batch[1], noise]))  # the grayscale stimulus and noise
-    ours = encoders.encode(encoders.load_encoder("normal", checkpoint.parent), inputs)
+    ours = encoders.encode(encoders.load_encoder("normal", checkpoint.parent, fast=True), inputs)
     reference = _visualpriors_features("normal", checkpoint, inputs).reshape(2, -1)
-    np.testing.assert_allclose(ours, reference, rtol=0, atol=CHANNELS_LAST_ATOL)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=FAST_ATOL)
 
 
 def test_colorization_one_channel(make_checkpoint, rgb_batch: np.ndarray) -> None:
@@ -164,12 +180,12 @@ def test_fix_visualpriors_imports_model_zoo() -> None:
 def test_fast_mode_folds_batch_norms_exact_mode_keeps_them(make_checkpoint) -> None:
     # the exact mode must stay visualpriors' modules (parity at 0 above); the fast one folds
     checkpoint = make_checkpoint("normal")
-    fast = encoders.load_encoder("normal", checkpoint.parent)
-    exact = encoders.load_encoder("normal", checkpoint.parent, channels_last=False)
+    fast = encoders.load_encoder("normal", checkpoint.parent, fast=True)
+    exact = encoders.load_encoder("normal", checkpoint.parent)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in exact.modules()) == 54
 
 
 def test_default_batch_size() -> None:
-    assert encoders.default_batch_size("cpu") == encoders.DEFAULT_BATCH_SIZE["cpu"] == 4
+    assert encoders.default_batch_size("cpu") == encoders.DEFAULT_BATCH_SIZE["cpu"] == 2
     assert encoders.default_batch_size("auto") == encoders.DEFAULT_BATCH_SIZE["cuda" if torch.cuda.is_available() else "cpu"]
