@@ -8,9 +8,11 @@ arithmetic is float64 throughout (1e-6 for Pearson, whose vectors are stored as 
 from __future__ import annotations
 
 import itertools
+import os
 
 import dask
 import dask.array as da
+import distributed
 import numpy as np
 import pytest
 import rsatoolbox
@@ -285,7 +287,6 @@ def test_one_model_at_a_time_when_memory_is_short(features, monkeypatch):
 
 @pytest.mark.cluster
 def test_distributed_client_gives_identical_similarity(features):
-    import distributed
     expected = rsa.model_similarity(features, progress=False)
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as client:
         in_memory = rsa.model_similarity(features, client=client, progress=False)
@@ -345,3 +346,35 @@ def test_cli_rsa_writes_matrix_and_figures(tmp_path, features):
         assert (out / name).stat().st_size > 0
     bad = CliRunner().invoke(app, ["rsa", str(store), "--subset", "source=moon", "--out", str(out)])
     assert bad.exit_code == 2 and "selects 0 images" in bad.output
+
+
+class _KillAtFirstModel(distributed.WorkerPlugin):
+    """Kill the worker's process when it starts its first model's RDM, once (marker file)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        name = key if isinstance(key, str) else key[0]
+        if finish != "executing" or not str(name).startswith("_model_vector"):
+            return
+        try:  # atomic: both workers start a model at once, only one may die
+            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(descriptor, str(name).encode())
+        os._exit(1)
+
+
+@pytest.mark.cluster
+def test_worker_lost_mid_rsa_with_in_memory_features(features, tmp_path):
+    # numpy-backed features are scattered to the workers: losing the worker that computes a model
+    # must not lose the only copy of its features
+    in_process = rsa.model_similarity(features, progress=False)
+    marker = tmp_path / "killed"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.register_plugin(_KillAtFirstModel(str(marker)))
+        on_cluster = rsa.model_similarity(features.compute(), client=client, progress=False)
+    assert marker.exists(), "no worker was killed"
+    np.testing.assert_allclose(on_cluster.values, in_process.values, atol=1e-6)
