@@ -225,7 +225,10 @@ def compare_trees(
         )
     brain_sim = brain_sim.sel(model=list(map(str, rsa_sim["model"].values)), model_=list(map(str, rsa_sim["model"].values)))
     left, right = linkage(rsa_sim, method=method), linkage(brain_sim, method=method)
-    agreement = np.corrcoef(sch.cophenet(left.matrix), sch.cophenet(right.matrix))[0, 1]
+    cophenetic = np.stack([sch.cophenet(left.matrix), sch.cophenet(right.matrix)])
+    # with 2-3 models a tree's cophenetic distances can all be equal: the correlation is undefined
+    constant = np.ptp(cophenetic, axis=1) == 0
+    agreement = "undefined" if constant.any() else f"{np.corrcoef(cophenetic)[0, 1]:.2f}"
     n = len(left.labels)
     fig, (ax_left, ax_mid, ax_right) = plt.subplots(
         1, 3, figsize=(12, 1.5 + 0.3 * n), gridspec_kw={"width_ratios": [3, 4, 3], "wspace": 0.0}
@@ -251,5 +254,5 @@ def compare_trees(
         ax_mid.text(0.02, y_left[model], model, ha="left", va="center", fontsize=8)
         ax_mid.text(0.98, y_right[model], model, ha="right", va="center", fontsize=8)
         ax_mid.plot([0.40, 0.60], [y_left[model], y_right[model]], color="0.5", lw=0.8)
-    fig.suptitle(title if title is not None else f"{titles[0]} vs {titles[1]} (cophenetic r = {agreement:.2f})")
+    fig.suptitle(title if title is not None else f"{titles[0]} vs {titles[1]} (cophenetic r = {agreement})")
     return fig

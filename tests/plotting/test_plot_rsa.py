@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -88,3 +90,12 @@ def test_compare_trees_draws_two_trees_and_joins_leaves(sim):
     assert "cophenetic r" in fig._suptitle.get_text()
     with pytest.raises(ValueError, match="same models"):
         compare_trees(sim, brain.isel(model=slice(1, None), model_=slice(1, None)))
+
+
+def test_compare_trees_with_two_models_has_no_correlation(sim):
+    # two leaves: one cophenetic distance per tree, so their correlation is undefined (no NaN warning)
+    pair = sim.isel(model=slice(0, 2), model_=slice(0, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = compare_trees(pair, pair)
+    assert "cophenetic r = undefined" in fig._suptitle.get_text()
