@@ -221,7 +221,9 @@ def _submit_factors(
     client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool,
     solver: str,
 ) -> Any:
-    # replicated: scattered data has no task to recompute it, so a lost worker must not hold the only copy
+    # replicated: scattered data has no task to recompute it, so a lost worker should not hold the
+    # only copy. (Dask's active memory manager may drop the extra replicas once ``prepared`` is the
+    # only task waiting on them; a worker lost then, before ``prepared`` is done, fails the fit.)
     [x_train_f, x_test_f] = client.scatter([x_train, x_test], broadcast=True)
     prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
