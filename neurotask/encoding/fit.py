@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -186,6 +187,10 @@ def _fit_block(
 # factors on a Dask cluster: one task per decomposition, results kept on the workers
 
 
+def _identity(value):  # noqa: ANN001, ANN202
+    return value
+
+
 def _remote_prepare(x_train, x_test, standardize):  # noqa: ANN001, ANN202
     with _blas_threads(1):
         design, test_design, offset, scale = ridge.standardize_features(x_train, x_test, standardize=standardize)
@@ -221,11 +226,12 @@ def _submit_factors(
     client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool,
     solver: str,
 ) -> Any:
-    # replicated: scattered data has no task to recompute it, so a lost worker should not hold the
-    # only copy. (Dask's active memory manager may drop the extra replicas once ``prepared`` is the
-    # only task waiting on them; a worker lost then, before ``prepared`` is done, fails the fit.)
-    [x_train_f, x_test_f] = client.scatter([x_train, x_test], broadcast=True)
-    prepared = client.submit(_remote_prepare, x_train_f, x_test_f, standardize, pure=False)
+    # the features travel inside the task, not scattered: the scheduler can then recompute every
+    # factor after losing a worker (it cannot recompute scattered data, and Dask's memory manager
+    # drops the extra replicas of broadcast data)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        prepared = client.submit(_remote_prepare, x_train, x_test, standardize, pure=False)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
     # decompositions before products (priority): every worker then has an eigh to run while
     # the others finish, and the last product ends with the last decomposition's
@@ -332,7 +338,7 @@ def _run_cluster(  # noqa: ANN202
     data = responses.data if isinstance(responses.data, da.Array) else da.from_array(np.asarray(responses.data))
     blocks = data.rechunk((-1, chunk)).to_delayed()[0]
     slices = list(stores.iter_chunks(n_voxels, chunk))
-    [split_f] = client.scatter([split], broadcast=True)
+    split_f = client.submit(_identity, split, pure=False)  # one task holding it: recomputable, unlike scattered data
     bar, task = _progress(progress, len(groups) * len(slices), "ridge: voxel chunks")
     with bar:
         for group in groups:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -247,3 +248,39 @@ def test_bad_arguments(planted, kwargs, message) -> None:
     features, responses, _, _ = planted
     with pytest.raises(ValueError, match=message):
         fit(features, responses, **{"models": ["autoencoding"], "progress": False, **kwargs})
+
+
+class _KillAtFirst:
+    """Worker plugin: kill the worker's process when it starts the first task named ``prefix``."""
+
+    def __init__(self, prefix: str, marker: str) -> None:
+        self.prefix, self.marker = prefix, marker
+
+    def transition(self, key, start, finish, **kwargs):
+        name = str(key if isinstance(key, str) else key[0])
+        if finish != "executing" or not name.startswith(self.prefix):
+            return
+        try:  # atomic: the two workers may start such tasks at once, only one may die
+            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(descriptor, name.encode())
+        os._exit(1)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("prefix", ["_remote_fold_eigh", "_fit_block"])
+def test_worker_lost_mid_fit_gives_the_same_results(planted, fitted, tmp_path, prefix) -> None:
+    # in-memory features and responses: everything a lost worker held must be recomputable
+    from distributed import Client, LocalCluster, WorkerPlugin
+
+    features, responses, _, _ = planted
+    plugin = type("KillAtFirst", (_KillAtFirst, WorkerPlugin), {})(prefix, str(tmp_path / "killed"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(plugin)
+        other = fit(features.compute(), responses.compute(), voxel_chunk=40, client=client, progress=False)
+    assert (tmp_path / "killed").exists(), "no worker was killed"
+    np.testing.assert_array_equal(other.alpha.values, fitted.alpha.values)
+    for name in ("r2", "r", "cv_r2"):
+        np.testing.assert_allclose(other[name].values, fitted[name].values, atol=2e-5)
