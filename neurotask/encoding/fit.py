@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -187,10 +186,6 @@ def _fit_block(
 # factors on a Dask cluster: one task per decomposition, results kept on the workers
 
 
-def _identity(value):  # noqa: ANN001, ANN202
-    return value
-
-
 def _remote_prepare(x_train, x_test, standardize):  # noqa: ANN001, ANN202
     with _blas_threads(1):
         design, test_design, offset, scale = ridge.standardize_features(x_train, x_test, standardize=standardize)
@@ -199,13 +194,13 @@ def _remote_prepare(x_train, x_test, standardize):  # noqa: ANN001, ANN202
 
 def _remote_fold_eigh(prepared, bounds, fold):  # noqa: ANN001, ANN202
     with _blas_threads(1):
-        return ridge._fold_eigh(prepared[0], bounds, fold, prepared[4])
+        return ridge.fold_eigh(prepared[0], bounds, fold, prepared[4])
 
 
 def _remote_fold_solutions(eigh, alphas):  # noqa: ANN001, ANN202
     with _blas_threads(1):
         out = np.empty((alphas.size, *eigh[2].shape), dtype=np.float32)
-        ridge._fold_solutions(eigh, alphas, out)
+        ridge.fold_solutions(eigh, alphas, out)
         return out
 
 
@@ -226,12 +221,10 @@ def _submit_factors(
     client: Any, x_train: np.ndarray, x_test: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool,
     solver: str,
 ) -> Any:
-    # the features travel inside the task, not scattered: the scheduler can then recompute every
-    # factor after losing a worker (it cannot recompute scattered data, and Dask's memory manager
-    # drops the extra replicas of broadcast data)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
-        prepared = client.submit(_remote_prepare, x_train, x_test, standardize, pure=False)
+    from neurotask.cluster import submit_with_data
+
+    # the features travel inside the task, not scattered: every factor stays recomputable after a lost worker
+    prepared = submit_with_data(client, _remote_prepare, x_train, x_test, standardize)
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
     # decompositions before products (priority): every worker then has an eigh to run while
     # the others finish, and the last product ends with the last decomposition's
@@ -239,9 +232,9 @@ def _submit_factors(
     eighs = [client.submit(_remote_fold_eigh, prepared, split.bounds, f, pure=False, priority=1)
              for f in range(n_folds)]
     # the per-alpha products as (fold, alpha block) tasks, so every worker thread gets a share
-    n_blocks = min(alphas.size, max(1, sum(client.nthreads().values())))
-    blocks = [a for a in np.array_split(alphas, n_blocks) if a.size]
-    solutions = [[client.submit(_remote_fold_solutions, eigh, block, pure=False) for block in blocks] for eigh in eighs]
+    blocks = ridge.alpha_blocks(alphas.size, sum(client.nthreads().values()))
+    solutions = [[client.submit(_remote_fold_solutions, eigh, alphas[block], pure=False) for block in blocks]
+                 for eigh in eighs]
     return client.submit(_remote_assemble, prepared, split.bounds, alphas, full, eighs, solutions, pure=False)
 
 
@@ -338,7 +331,9 @@ def _run_cluster(  # noqa: ANN202
     data = responses.data if isinstance(responses.data, da.Array) else da.from_array(np.asarray(responses.data))
     blocks = data.rechunk((-1, chunk)).to_delayed()[0]
     slices = list(stores.iter_chunks(n_voxels, chunk))
-    split_f = client.submit(_identity, split, pure=False)  # one task holding it: recomputable, unlike scattered data
+    from neurotask.cluster import submit_with_data
+
+    split_f = submit_with_data(client, lambda value: value, split)  # recomputable, unlike scattered data
     bar, task = _progress(progress, len(groups) * len(slices), "ridge: voxel chunks")
     with bar:
         for group in groups:

@@ -162,7 +162,7 @@ def training_gram(design: np.ndarray) -> np.ndarray:
     return design64.T @ design64
 
 
-def _fold_eigh(
+def fold_eigh(
     design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fold ``fold``'s centered training Gram eigendecomposition.
@@ -179,7 +179,7 @@ def _fold_eigh(
     return eigenvalues, eigenvectors, projected, mean_train.astype(np.float32)
 
 
-def _fold_solutions(
+def fold_solutions(
     eigh: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], alphas: np.ndarray, out: np.ndarray
 ) -> None:
     """Write ``(X_val − m) V diag(1 / (s + alpha)) Vᵀ`` for each alpha into ``out[a]``."""
@@ -188,29 +188,10 @@ def _fold_solutions(
         np.matmul(projected * (1.0 / (eigenvalues + np.float32(alpha))), eigenvectors.T, out=out[a])
 
 
-def decompose_fold(
-    design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray, alphas: np.ndarray
-) -> FoldFactors:
-    """Solve fold ``fold``'s ridge for every alpha, via its centered training Gram's eigenvectors.
-
-    Parameters
-    ----------
-    design : ndarray of shape (n_train, k), float32
-        Training features centered with the whole training mean, rows in fold order.
-    bounds : ndarray of shape (n_folds + 1,)
-        Fold row boundaries in ``design``.
-    fold : int
-        Which fold is held out.
-    gram : ndarray of shape (k, k), float64
-        :func:`training_gram` of ``design``.
-    alphas : ndarray of shape (n_alphas,)
-        The alpha grid.
-    """
-    eigh = _fold_eigh(design, bounds, fold, gram)
-    alphas = np.asarray(alphas, dtype=np.float64)
-    solutions = np.empty((alphas.size, *eigh[2].shape), dtype=np.float32)
-    _fold_solutions(eigh, alphas, solutions)
-    return FoldFactors(alphas, solutions, eigh[3])
+def alpha_blocks(n_alphas: int, n_blocks: int) -> list[slice]:
+    """Split the alpha grid into at most ``n_blocks`` contiguous, non-empty blocks."""
+    edges = np.linspace(0, n_alphas, min(n_alphas, max(1, n_blocks)) + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def decompose_training(gram: np.ndarray, test_design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -259,11 +240,10 @@ def make_ridge_factors(
     n_folds = len(bounds) - 1 if folds else 0
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_cores()) as pool:
         training = pool.submit(decompose_training, gram, test_design)
-        eighs = list(pool.map(lambda f: _fold_eigh(design, bounds, f, gram), range(n_folds)))
+        eighs = list(pool.map(lambda f: fold_eigh(design, bounds, f, gram), range(n_folds)))
         solutions = [np.empty((alphas.size, *eigh[2].shape), dtype=np.float32) for eigh in eighs]
-        blocks = [(f, b) for f in range(n_folds) for b in np.array_split(np.arange(alphas.size), n_cores()) if b.size]
-        list(pool.map(lambda job: _fold_solutions(eighs[job[0]], alphas[job[1]],
-                                                  solutions[job[0]][job[1][0] : job[1][-1] + 1]), blocks))
+        jobs = [(f, block) for f in range(n_folds) for block in alpha_blocks(alphas.size, n_cores())]
+        list(pool.map(lambda job: fold_solutions(eighs[job[0]], alphas[job[1]], solutions[job[0]][job[1]]), jobs))
         fold_factors = tuple(FoldFactors(alphas, solutions[f], eighs[f][3]) for f in range(n_folds))
         eigenvalues, eigenvectors, test_projection = training.result()
     return RidgeFactors(design, bounds, fold_factors, eigenvalues, eigenvectors, test_projection, offset, scale)

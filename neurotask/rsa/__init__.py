@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -77,9 +76,6 @@ COMPARE_METHODS: dict[str, str] = {
 
 #: Bytes of RDM work (beyond the kept vectors) that model_similarity may hold at once in process.
 _WORK_BUDGET = 1_500_000_000
-
-#: Times a model's task on scattered (in-memory) features is submitted again after losing them.
-_RESUBMISSIONS = 3
 
 #: scipy linkage methods valid on a non-Euclidean dissimilarity.
 LINKAGE_METHODS: tuple[str, ...] = ("average", "complete", "single", "weighted")
@@ -414,35 +410,19 @@ def _model_vectors(features: xr.DataArray, images: np.ndarray, method: str, comp
         return
     from distributed import as_completed
 
+    from neurotask.cluster import submit_with_data
+
     def submit(m: int) -> Any:
         data = features.data[m]
         if isinstance(data, da.Array):
             [future] = client.compute([dask.delayed(_model_vector, pure=True)(data, method, compare, models[m], images)])
             return future
-        # in-memory features are scattered; Dask cannot recompute scattered data, so a worker lost
-        # with the only copy cancels the model's task, which is then scattered and submitted anew
-        for attempt in range(_RESUBMISSIONS + 1):
-            try:
-                [scattered] = client.scatter([np.asarray(data)])
-                break
-            except OSError:  # distributed's CommClosedError: a worker died and is not yet unregistered
-                if attempt == _RESUBMISSIONS:
-                    raise
-                time.sleep(1.0)
-        return client.submit(_model_vector, scattered, method, compare, models[m], images, pure=False)
+        # in memory: carried in the task (not scattered), so a lost worker's task can be re-run
+        return submit_with_data(client, _model_vector, np.asarray(data), method, compare, models[m], images)
 
     futures = {submit(m): m for m in range(len(models))}
-    resubmitted = dict.fromkeys(range(len(models)), 0)
-    finished = as_completed(futures)
-    for future in finished:
-        m = futures.pop(future)
-        if future.cancelled() and resubmitted[m] < _RESUBMISSIONS:
-            resubmitted[m] += 1
-            retry = submit(m)
-            futures[retry] = m
-            finished.add(retry)
-            continue
-        yield m, future.result()
+    for future in as_completed(futures):
+        yield futures.pop(future), future.result()
         future.release()
 
 
