@@ -1,14 +1,15 @@
-"""Stimuli: image ids from file names, BOLD5000 sources, and image discovery, decoding and preprocessing."""
+"""Stimuli: image discovery, decoding and preprocessing (ids and sources re-exported from :mod:`neurotask.ids`)."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from neurotask.ids import SOURCES, image_id, image_source
 
 __all__ = [
     "image_id",
@@ -27,42 +28,7 @@ __all__ = [
     "lightness_input",
 ]
 
-SOURCES = ("coco", "imagenet", "scene")
-_IMAGENET = re.compile(r"^n\d{8}_\d+$")
-
-
-def image_id(path: str | os.PathLike[str]) -> str:
-    """The stimulus id of an image file: its name without directory and extension.
-
-    Examples
-    --------
-    >>> image_id("Scene_Stimuli/Presented_Stimuli/COCO/COCO_train2014_000000000584.jpg")
-    'COCO_train2014_000000000584'
-    """
-    return Path(path).stem
-
-
-def image_source(image: str) -> str:
-    """The BOLD5000 source of an image id: ``"coco"``, ``"imagenet"`` or ``"scene"``.
-
-    BOLD5000 names COCO images ``COCO_train2014_<12 digits>``, ImageNet images
-    ``n<8-digit synset>_<number>``; every other name is a SUN scene image (``airplanecabin1``).
-
-    Examples
-    --------
-    >>> [image_source(n) for n in ("COCO_train2014_000000000584", "n01440764_10110", "ATM1")]
-    ['coco', 'imagenet', 'scene']
-    """
-    stem = image_id(image) if "." in image or "/" in image else image
-    if stem.startswith("COCO_"):
-        return "coco"
-    if _IMAGENET.match(stem):
-        return "imagenet"
-    return "scene"
-
-
-# --------------------------------------------------------------------------------------------
-# discovery, decoding and preprocessing (DESIGN §3, "Stimulus preprocessing")
+# Discovery, decoding and preprocessing (DESIGN §3, "Stimulus preprocessing").
 
 #: File name suffixes treated as images when a directory is searched.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

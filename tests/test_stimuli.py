@@ -124,3 +124,20 @@ def test_lightness_input_matches_skimage() -> None:
     reference = skimage_color.rgb2lab(pixels)[..., 0] / 50 - 1  # float64 reference
     np.testing.assert_allclose(ours[..., 0], reference, atol=1e-6)  # float32 rounding of [-1, 1]
     assert ours[0, 0, 0, 0] == -1 and abs(ours[0, 0, 1, 0] - 1) < 1e-6
+
+
+def test_ids_is_the_bottom_layer_and_stimuli_reexports_it() -> None:
+    import ast
+
+    import neurotask.ids as ids
+    import neurotask.stimuli as stimuli
+
+    assert stimuli.image_id is ids.image_id and stimuli.image_source is ids.image_source
+    assert stimuli.SOURCES == ids.SOURCES == ("coco", "imagenet", "scene")
+    tree = ast.parse(Path(ids.__file__).read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.startswith("neurotask")]
+    ids_of = ["COCO_train2014_000000000584", "n01440764_10110", "n0144076_1", "ATM1", "a/b/COCO_x.jpg"]
+    assert [ids.image_source(i) for i in ids_of] == ["coco", "imagenet", "scene", "scene", "coco"]
+    assert ids.image_id("d/n01440764_10110.JPEG") == "n01440764_10110"
