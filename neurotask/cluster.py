@@ -15,8 +15,7 @@ the cluster it started (and only that one) on exit.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.system
@@ -24,7 +23,7 @@ from distributed import Client, LocalCluster
 from distributed.deploy.utils import nprocesses_nthreads
 from rich.console import Console
 
-__all__ = ["CLUSTERS", "SLURM_OPTIONS", "ClusterClient", "describe", "get_client", "slurm_cluster", "submit_with_data"]
+__all__ = ["CLUSTERS", "SLURM_OPTIONS", "ClusterClient", "describe", "get_client", "slurm_cluster"]
 
 #: Where workers come from.
 CLUSTERS: dict[str, str] = {
@@ -255,17 +254,3 @@ def describe(client: Client) -> dict[str, Any]:
         "threads": int(sum(w.get("nthreads", 0) for w in workers)),
     }
 
-
-
-def submit_with_data(client: Client, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``client.submit(function, *args, pure=False, **kwargs)`` with in-memory arguments kept in the task.
-
-    Scattered data cannot be recomputed when the worker holding it is lost (and Dask's memory
-    manager drops the extra replicas of broadcast data), so a task depending on it then fails.
-    Arguments carried in the task can: the scheduler keeps them until the task's key is released,
-    at the cost of their size in the scheduler's memory. distributed's "Sending large graph"
-    warning is therefore expected here and silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
-        return client.submit(function, *args, pure=False, **kwargs)

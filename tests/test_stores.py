@@ -142,8 +142,8 @@ def test_write_dataset_round_trip(tmp_path):
     [
         (lambda f: f.rename(image="stimulus"), r"missing \['image'\].*unexpected \['stimulus'\]"),
         (lambda f: f.isel(feature=0), r"missing \['feature'\]"),
-        (lambda f: f.drop_vars("source"), "lacks the coordinate 'source'"),
-        (lambda f: f.astype("float64"), r"dtype float64; expected float32.*astype"),
+        (lambda f: f.drop_vars("image"), "lacks the coordinate 'image'"),
+        (lambda f: f.astype("complex64"), r"dtype complex64; expected numbers"),
         (lambda f: f.isel(image=[0, 1, 1, 2]), "2 duplicate image ids|1 duplicate image ids"),
     ],
 )
@@ -159,6 +159,35 @@ def test_validation_type_error_and_transpose(features):
     assert stores.validate_features(transposed).dims == ("model", "image", "feature")
 
 
+def test_plain_features_get_their_optional_labels(features):
+    """Features with only (model, image, feature) and model/image coords are accepted (DESIGN §2)."""
+    ids = ["COCO_train2014_000000000584", "n01440764_10110", "airplanecabin1"]
+    plain = xr.DataArray(
+        np.random.default_rng(0).normal(size=(2, 3, 4)), dims=("model", "image", "feature"),
+        coords={"model": ["normal", "jigsaw"], "image": ids},
+    )
+    checked = stores.validate_features(plain)
+    assert checked.dtype == np.float32
+    assert list(checked["source"].values) == ["coco", "imagenet", "scene"]
+    np.testing.assert_array_equal(checked.values, plain.values.astype(np.float32))
+    other = stores.validate_features(plain.assign_coords(image=["cat", "dog", "tree"]))
+    assert list(other["source"].values) == ["unknown"] * 3  # not BOLD5000 ids: no source is guessed
+    given = stores.validate_features(plain.assign_coords(source=("image", ["x", "y", "z"])))
+    assert list(given["source"].values) == ["x", "y", "z"]  # a source the user gave is kept
+
+
+def test_plain_responses_get_a_run_and_no_grid():
+    plain = xr.DataArray(
+        np.zeros((4, 3)), dims=("voxel", "trial")[::-1],
+        coords={"image": ("trial", list("abcd")), "session": ("trial", [1, 1, 2, 2])},
+    )
+    checked = stores.validate_responses(plain)
+    assert checked.dtype == np.float32 and list(checked["run"].values) == [1, 1, 1, 1]
+    assert not stores.has_voxel_grid(checked)
+    with pytest.raises(stores.StoreError, match="lacks the coordinate 'image'"):
+        stores.validate_responses(plain.drop_vars("image"))
+
+
 def test_responses_validation():
     responses = xr.DataArray(
         np.zeros((4, 3), dtype="float32"), dims=("trial", "voxel"),
@@ -166,6 +195,7 @@ def test_responses_validation():
                 "i": ("voxel", [0, 1, 2]), "j": ("voxel", [0, 0, 0]), "k": ("voxel", [0, 0, 0])},
     )
     assert stores.validate_responses(responses) is not None
+    assert stores.has_voxel_grid(responses)
     with pytest.raises(stores.StoreError, match="lacks the coordinate 'session'"):
         stores.validate_responses(responses.drop_vars("session"))
 
