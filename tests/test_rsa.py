@@ -280,8 +280,8 @@ def test_dask_backed_features_give_identical_similarity(features):
 
 def test_one_model_at_a_time_when_memory_is_short(features, monkeypatch):
     expected = rsa.model_similarity(features, progress=False)
-    monkeypatch.setattr(rsa, "_WORK_BUDGET", 1)
-    assert rsa._model_threads(1770)[0] == 1
+    monkeypatch.setattr(rsa.similarity, "_WORK_BUDGET", 1)
+    assert rsa.similarity._model_threads(1770)[0] == 1
     np.testing.assert_array_equal(rsa.model_similarity(features, progress=False).values, expected.values)
 
 

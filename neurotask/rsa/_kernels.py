@@ -1,6 +1,7 @@
 """Numpy kernels of RSA: condensed RDMs, exact tie-averaged ranks, cross products, Kendall tau-a.
 
-They know nothing of xarray or Dask; :mod:`neurotask.rsa` orchestrates them.
+They know nothing of xarray or Dask; :mod:`neurotask.rsa.rdms` and :mod:`neurotask.rsa.similarity`
+orchestrate them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,28 @@ _PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25
 _TAU_THREADS = 2  # each tau-a pair holds ~40 bytes per image pair (500 MB at 4916 images)
 
 
+class UnusableFeatures(ValueError):
+    """Features of one model for which the dissimilarity is undefined (NaN, constant or zero rows).
+
+    ``problem`` says what and for which images; the message adds the model when it is known.
+    """
+
+    def __init__(self, problem: str, model: str = "") -> None:
+        self.problem = problem
+        super().__init__(f"features of model {model!r}: {problem}" if model else f"features: {problem}")
+
+    def for_model(self, model: str) -> UnusableFeatures:
+        """The same problem, named for ``model``."""
+        return UnusableFeatures(self.problem, model)
+
+
 def _check_finite_and_varying(x: np.ndarray, method: str, model: str, images: np.ndarray) -> None:
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
-        raise ValueError(
-            f"features of model {model!r} hold NaN/inf for {int(bad.sum())} images, e.g. "
-            f"{list(images[bad][:5])}; drop those images (subset=) or fix the features"
+        raise UnusableFeatures(
+            f"NaN/inf for {int(bad.sum())} images, e.g. {list(images[bad][:5])}; "
+            "drop those images (subset=) or fix the features",
+            model,
         )
     if method == "correlation":
         degenerate = x.min(axis=1) == x.max(axis=1)
@@ -38,9 +55,10 @@ def _check_finite_and_varying(x: np.ndarray, method: str, model: str, images: np
     else:
         return
     if degenerate.any():
-        raise ValueError(
-            f"model {model!r} has {what} for {int(degenerate.sum())} images, e.g. "
-            f"{list(images[degenerate][:5])}; drop them with subset= or use rdm_method='euclidean'"
+        raise UnusableFeatures(
+            f"{what} for {int(degenerate.sum())} images, e.g. {list(images[degenerate][:5])}; "
+            "drop them with subset= or use rdm_method='euclidean'",
+            model,
         )
 
 
@@ -251,5 +269,15 @@ _TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {
 }
 
 
-def _model_vector(x: np.ndarray, method: str, compare: str, model: str, images: np.ndarray) -> tuple[np.ndarray, float]:
-    return _TRANSFORMS[compare](_condensed_rdm(x, method, model, images))
+def _model_vector(
+    x: np.ndarray, method: str, compare: str, images: np.ndarray
+) -> tuple[np.ndarray, float] | UnusableFeatures:
+    """One model's kept vector and offset, or the reason its features are unusable.
+
+    The reason is returned, not raised, so that the caller, which knows the model, names it
+    (this runs as one task per model, whose inputs may be a bare block of a lazy array).
+    """
+    try:
+        return _TRANSFORMS[compare](_condensed_rdm(x, method, "", images))
+    except UnusableFeatures as problem:
+        return problem
