@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 
@@ -12,13 +13,13 @@ __all__ = ["task_similarity"]
 
 
 def _cosine_similarity(vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity between rows; a zero row has undefined (NaN) similarity to everything."""
+    """Cosine similarity between rows; a zero row is 0 to every other row and 1 to itself."""
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.sqrt((vectors**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = vectors / norms[:, None]
-    unit[norms == 0] = np.nan
-    return unit @ unit.T
+    unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, 1.0)
+    return similarity
 
 
 def _masked_vectors(results: xr.Dataset, significance, variable: str) -> xr.DataArray:
@@ -47,8 +48,10 @@ def task_similarity(
 
     For each model, the vector over voxels of its test Pearson r (``variable``), with voxels that
     are not significant for that model set to 0; similarity = cosine between the vectors. Given
-    several subjects, the result is the mean of their matrices (NaN-aware: a model with no
-    significant voxel in one subject is averaged over the others). Build the dendrogram with
+    several subjects, the result is the mean of their matrices. A model without any
+    significant voxel has a zero vector: its similarity is 0 to the other models and 1 to itself,
+    in that subject's matrix. Such models are named in a ``RuntimeWarning`` and in attrs,
+    so the mean and every dendrogram stay finite. Build the dendrogram with
     ``nt.rsa.linkage(similarity)`` and draw it with ``nt.plotting.plot_dendrogram`` /
     ``nt.plotting.compare_trees(rsa_sim, brain_sim)``.
 
@@ -64,7 +67,9 @@ def task_similarity(
     Returns
     -------
     xarray.DataArray, dims (model, model_)
-        Cosine similarity; NaN for a model without any significant voxel. Computes (small).
+        Cosine similarity, finite. Attrs: ``models_without_significant`` (models without any
+        significant voxel in at least one subject), ``models_without_significant_by_subject``
+        (JSON, one list per subject), ``n_subjects``. Computes (small).
 
     Examples
     --------
@@ -83,16 +88,24 @@ def task_similarity(
         if significance is not None:
             raise TypeError("pass significance inside the (results, significance) pairs when giving several subjects")
     models = np.asarray(subjects[0][0]["model"].values)
-    matrices = []
+    matrices, without = [], []
     for subject_results, subject_significance in subjects:
         vectors = _masked_vectors(subject_results, subject_significance, variable)
         missing = sorted(set(models) - set(vectors["model"].values))
         if missing:
             raise ValueError(f"a subject's results lack models {missing}; all subjects need the same models")
-        matrices.append(_cosine_similarity(vectors.sel(model=models).values))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries (a model never significant) stay NaN
-        mean = np.nanmean(np.stack(matrices), axis=0)
+        values = vectors.sel(model=models).values
+        without.append([str(m) for m in models[~values.any(axis=1)]])
+        matrices.append(_cosine_similarity(values))
+    flagged = [str(m) for m in models if any(str(m) in names for names in without)]
+    if flagged:
+        warnings.warn(
+            f"models {flagged} have no significant voxel (in {sum(map(bool, without))} of {len(subjects)} "
+            "subjects): their similarity there is 0 to the other models and 1 to themselves",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    mean = np.mean(np.stack(matrices), axis=0)
     return xr.DataArray(
         mean,
         dims=("model", "model_"),
@@ -102,5 +115,7 @@ def task_similarity(
             "long_name": "brain-derived task similarity",
             "method": f"cosine of significance-masked voxelwise {variable}",
             "n_subjects": len(subjects),
+            "models_without_significant": flagged,
+            "models_without_significant_by_subject": json.dumps(without),
         },
     )
