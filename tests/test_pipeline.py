@@ -107,6 +107,18 @@ def reference(data, tmp_path_factory):
         ({"partition.pairs": [["autoencoding", "nope"]]}, "partition.pairs: unknown model 'nope'"),
         ({"cluster.scheduler": "localhost:8786"}, "cluster.scheduler: expected an address"),
         ({"rsa.subsets": {"scenes": {"kind": "scene"}}}, "rsa.subsets.scenes: unknown image coordinate 'kind'"),
+        # keys the pipeline sets itself fail in validation, naming the key (not a TypeError later)
+        ({"ingest.subject": "CSI2"}, "ingest.subject: set by the pipeline"),
+        ({"rsa.subset": {"source": "scene"}}, "rsa.subset: set by the pipeline"),
+        ({"encode.store": "elsewhere.zarr"}, "encode.store: set by the pipeline"),
+        # values are checked against their types and choices before any compute
+        ({"encode.standardize": "false"}, "encode.standardize: expected true or false; got 'false'"),
+        ({"ingest.normalize": 1}, "ingest.normalize: expected 'session' or 'run' or 'none'; got 1"),
+        ({"ingest.betas": "TYPEZ"}, "ingest.betas: expected"),
+        ({"rsa.rdm_method": "foo"}, "rsa.rdm_method: expected 'correlation'"),
+        ({"permute.method": "bogus"}, "permute.method: expected 'shuffle-test'"),
+        ({"models": ["autoencoding", "autoencoding"]}, "models: 'autoencoding' is listed twice"),
+        ({"models": ["rgb2mist", "depth_euclidean"]}, "models: 'depth_euclidean' and 'rgb2mist' are the same task"),
     ],
 )
 def test_bad_config_fails_before_compute_naming_the_key(data, tmp_path, overrides, key):
@@ -336,16 +348,3 @@ def test_report_only_run_needs_no_cluster(reference, tmp_path):
     summary = pipeline.run(cfg, steps=["report"])
     assert summary.statuses == {"report": "complete"}
     assert "RSA across models" in (copy / "report.html").read_text()
-
-
-
-def test_a_missing_module_is_skipped_and_reported(data, tmp_path, monkeypatch):
-    from neurotask import _steps
-
-    real = _steps.find_function
-    monkeypatch.setattr(_steps, "find_function", lambda module, name: None if module == "neurotask.rsa" else real(module, name))
-    out = tmp_path / "out"
-    summary = pipeline.run(make_config(data, out, steps=["rsa", "report"]))
-    assert summary.statuses["rsa"] == "skipped: rsa not available yet"
-    rsa = (out / "report.html").read_text().split('id="rsa"')[1].split("</section>")[0]
-    assert "Not available: rsa was skipped: rsa not available yet" in rsa

@@ -20,7 +20,7 @@ writes), :mod:`~neurotask.stores.provenance` (hashes, provenance attrs),
 """
 
 from neurotask.stores.open import is_complete, open_features, open_responses, open_results, open_store
-from neurotask.stores.provenance import provenance, sha256_array, sha256_file
+from neurotask.stores.provenance import fingerprint, provenance, sha256_array, sha256_file
 from neurotask.stores.regions import RegionWriter, iter_chunks, write_dataset
 from neurotask.stores.schema import (
     COMPLETE_ATTR,
@@ -43,6 +43,7 @@ __all__ = [
     "StoreSchema",
     "has_voxel_grid",
     "image_sources",
+    "fingerprint",
     "is_complete",
     "iter_chunks",
     "open_features",

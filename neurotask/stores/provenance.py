@@ -6,10 +6,12 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from neurotask._version import __version__
 
 
 def sha256_file(path: str | os.PathLike[str], *, block_size: int = 1 << 20) -> str:
@@ -46,8 +48,6 @@ def provenance(
     dict
         ``neurotask_version``, ``created`` (ISO 8601, UTC), ``parameters`` and ``inputs`` (JSON).
     """
-    from neurotask import __version__
-
     return {
         "neurotask_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -55,3 +55,41 @@ def provenance(
         "inputs": json.dumps(dict(inputs or {}), sort_keys=True, default=str),
     }
 
+
+
+#: Files up to this size are fingerprinted by their whole content; larger ones by their size,
+#: modification time, and the hash of their first and last blocks (a NIfTI's header is in the first).
+WHOLE_CONTENT_BYTES = 32 << 20
+_EDGE_BYTES = 1 << 20
+
+
+def fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """A digest of input files that changes when any of them changes, even in place.
+
+    Small inputs (image lists, masks, events, configs, images) are hashed whole; large ones
+    (4-D betas) by size, modification time and the hashes of their first and last MiB, so that a
+    subject's gigabytes are not read twice. File names are part of the digest.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The files a step reads.
+
+    Returns
+    -------
+    str
+        A hex sha256 digest.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(map(str, paths)):
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0".encode())
+        if stat.st_size <= WHOLE_CONTENT_BYTES:
+            digest.update(sha256_file(path).encode())
+            continue
+        digest.update(str(stat.st_mtime_ns).encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(_EDGE_BYTES))
+            f.seek(-_EDGE_BYTES, os.SEEK_END)
+            digest.update(f.read(_EDGE_BYTES))
+    return digest.hexdigest()
