@@ -23,15 +23,14 @@ these float32 differences well conditioned.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from neurotask.encoding.scoring import pearson_r, r2_score
+from neurotask.execution import blas_threads, cpu_count
 
 __all__ = [
     "RIDGE_SOLVERS",
@@ -142,11 +141,6 @@ def standardize_features(
     return x_train, x_test, offset, scale
 
 
-def n_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # float64: the Gram squares the features' condition number; float32 eigenvalues of small
     # directions would be noise of the size of the smallest alphas. numpy's eigh (LAPACK syevd,
@@ -238,11 +232,11 @@ def make_ridge_factors(
     # The per-alpha products then run as (fold, alpha block) tasks, so the cores finish together.
     alphas = np.asarray(alphas, dtype=np.float64)
     n_folds = len(bounds) - 1 if folds else 0
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_cores()) as pool:
+    with blas_threads(1), ThreadPoolExecutor(cpu_count()) as pool:
         training = pool.submit(decompose_training, gram, test_design)
         eighs = list(pool.map(lambda f: fold_eigh(design, bounds, f, gram), range(n_folds)))
         solutions = [np.empty((alphas.size, *eigh[2].shape), dtype=np.float32) for eigh in eighs]
-        jobs = [(f, block) for f in range(n_folds) for block in alpha_blocks(alphas.size, n_cores())]
+        jobs = [(f, block) for f in range(n_folds) for block in alpha_blocks(alphas.size, cpu_count())]
         list(pool.map(lambda job: fold_solutions(eighs[job[0]], alphas[job[1]], solutions[job[0]][job[1]]), jobs))
         fold_factors = tuple(FoldFactors(alphas, solutions[f], eighs[f][3]) for f in range(n_folds))
         eigenvalues, eigenvectors, test_projection = training.result()
@@ -385,8 +379,9 @@ def fit_ridge_chunk(
 
     Returns
     -------
-    dict of str to ndarray of shape (voxels,)
-        ``alpha``, ``cv_r2`` (selection score at that alpha), ``r2`` and ``r`` (test set).
+    dict of str to ndarray
+        ``alpha``, ``cv_r2`` (selection score at that alpha), ``r2`` and ``r`` (test set), each of
+        shape (voxels,), and ``prediction`` of shape (n_test, voxels), float32.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     y_centered, y_mean = _center(y_train)
@@ -399,6 +394,7 @@ def fit_ridge_chunk(
         "cv_r2": cv_score,
         "r2": r2_score(y_test, prediction),
         "r": pearson_r(y_test, prediction),
+        "prediction": prediction,
     }
 
 

@@ -1,10 +1,19 @@
 """Training/test splits and cross-validation folds of encoding fits (DESIGN §3).
 
-The test set is the held-out session(s) (default the last session) or a seeded fraction of
-images with all their presentations. Training trials are grouped into K folds by session, or by
-run (session/run pairs) when there are fewer training sessions than folds, with
-:class:`sklearn.model_selection.GroupKFold`; rows are then ordered fold by fold so that each
-fold's validation rows are one contiguous block for the kernels of :mod:`neurotask.encoding.ridge`.
+1. The test set is the held-out session(s) (default the last session) or a seeded fraction of
+   images with all their presentations.
+2. No image on both sides of the split (``repeats``): by default, test trials whose image was
+   also presented in training are left out (``"drop-test"``); ``"drop-train"`` leaves out the
+   training presentations of the test images instead; ``"keep"`` keeps every trial.
+3. Training trials are grouped into K folds by session, or by run (session/run pairs) when
+   there are fewer training sessions than folds, with :class:`sklearn.model_selection.GroupKFold`.
+   With the default ``cv`` and fewer groups than folds, the folds are leave-one-group-out; an
+   explicit ``cv`` that cannot be honoured is an error. Unless ``repeats="keep"``, all training
+   presentations of an image then move to the fold of its first presentation.
+4. Rows are ordered fold by fold so that each fold's validation rows are one contiguous block
+   for the kernels of :mod:`neurotask.encoding.ridge`.
+
+Trials left out by step 2 get fold ``-2`` (test trials ``-1``): neither trained on nor scored.
 """
 
 from __future__ import annotations
@@ -17,21 +26,62 @@ import pandas as pd
 import xarray as xr
 from sklearn.model_selection import GroupKFold
 
-__all__ = ["Split", "make_split"]
+__all__ = ["DEFAULT_CV", "REPEATS", "Split", "make_split", "training_index"]
+
+#: Folds of the default ``cv`` (leave-one-group-out when the training set has fewer groups).
+DEFAULT_CV = 5
+
+#: What to do with images presented both in training and in test, by name.
+REPEATS = {
+    "drop-test": "test trials whose image was presented in training are left out of scores and nulls",
+    "drop-train": "training presentations of the test images are left out of the fit",
+    "keep": "every trial is kept (images may be on both sides of the split)",
+}
+
+#: ``fold`` of a test trial, and of a trial left out because its image is on both sides.
+TEST_FOLD, DROPPED_FOLD = -1, -2
 
 
 @dataclass(frozen=True)
 class Split:
-    """Which trials train and test, and the training folds."""
+    """Which trials train and test, and the training folds.
 
-    is_test: np.ndarray  # (trial,) bool
-    fold: np.ndarray  # (trial,) fold of each training trial, -1 for test trials
-    train_index: np.ndarray  # training trials in fold order
+    Attributes
+    ----------
+    is_test : ndarray of shape (trial,), bool
+        Trials scored as test trials.
+    fold : ndarray of shape (trial,), int16
+        Fold of each training trial; ``-1`` for test trials, ``-2`` for trials left out.
+    train_index : ndarray of shape (n_train,), int
+        Training trials in fold order.
+    test_index : ndarray of shape (n_test,), int
+        Test trials in trial order.
+    bounds : ndarray of shape (n_folds + 1,), int
+        Fold f's rows are ``train_index[bounds[f]:bounds[f + 1]]``.
+    info : dict
+        JSON-able description: test sessions or fraction, counts, fold rule.
+    """
+
+    is_test: np.ndarray
+    fold: np.ndarray
+    train_index: np.ndarray
     test_index: np.ndarray
-    bounds: np.ndarray  # fold f = train_index[bounds[f]:bounds[f+1]]
+    bounds: np.ndarray
     info: dict[str, Any]
 
 
+def training_index(results: xr.Dataset) -> np.ndarray:
+    """The training trials of a fit (``fold >= 0``; ``~is_test`` for results without ``fold``)."""
+    if "fold" in results:
+        return np.flatnonzero(np.asarray(results["fold"].values) >= 0)
+    return np.flatnonzero(~np.asarray(results["is_test"].values, dtype=bool))
+
+
+def _require(responses: xr.DataArray, coord: str, why: str) -> np.ndarray:
+    if coord not in responses.coords or responses[coord].dims != ("trial",):
+        raise ValueError(f"responses needs a {coord!r} coordinate on trial {why}; assign one with "
+                         f"responses.assign_coords({coord}=('trial', values)).")
+    return responses[coord].values
 
 
 def _test_mask(
@@ -46,7 +96,7 @@ def _test_mask(
         n_test = max(1, int(round(test_fraction * images.size)))
         chosen = np.random.default_rng(seed).choice(images, n_test, replace=False)
         return np.isin(responses["image"].values.astype(str), chosen), {"test_fraction": test_fraction, "seed": seed}
-    sessions = responses["session"].values
+    sessions = _require(responses, "session", "to hold out sessions (or pass test_fraction=...)")
     available = [s.item() if hasattr(s, "item") else s for s in pd.unique(np.sort(sessions))]
     if test_sessions is None:
         wanted = [available[-1]]
@@ -63,38 +113,92 @@ def _test_mask(
     return is_test, {"test_sessions": [a for a in available if str(a) in {str(w) for w in wanted}]}
 
 
+def _drop_repeats(images: np.ndarray, is_test: np.ndarray, repeats: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_test, dropped)`` after the ``repeats`` rule (step 2)."""
+    if repeats not in REPEATS:
+        raise ValueError(f"unknown repeats {repeats!r}; expected one of {sorted(REPEATS)}.")
+    if repeats == "drop-test":
+        dropped = is_test & np.isin(images, images[~is_test])
+        return is_test & ~dropped, dropped
+    if repeats == "drop-train":
+        return is_test, ~is_test & np.isin(images, images[is_test])
+    return is_test, np.zeros_like(is_test)
+
+
+def _fold_groups(
+    responses: xr.DataArray, train: np.ndarray, n_folds: int, explicit: bool
+) -> tuple[np.ndarray, str, int, str]:
+    """Step 3: ``(groups, grouping, n_folds, rule)`` for the training trials."""
+    sessions = _require(responses, "session", "to group cross-validation folds (or pass cv='gcv')")[train].astype(str)
+    if np.unique(sessions).size >= n_folds:
+        return sessions, "session", n_folds, f"{n_folds}-fold grouped by session"
+    runs = responses["run"].values[train].astype(str) if "run" in responses.coords else np.ones(train.size, str)
+    groups = np.char.add(np.char.add(sessions, "/"), runs)
+    n_sessions, n_groups = np.unique(sessions).size, np.unique(groups).size
+    if n_groups >= n_folds:
+        return groups, "run", n_folds, f"{n_folds}-fold grouped by run"
+    if explicit or n_groups < 2:
+        raise ValueError(
+            f"the training set has {n_sessions} sessions and {n_groups} runs, fewer than the cv={n_folds} folds "
+            f"(folds are grouped by session, else by run); lower cv or use cv='gcv'."
+        )
+    grouping = "run" if n_groups > n_sessions else "session"
+    return groups, grouping, n_groups, f"leave-one-{grouping}-out ({n_groups} {grouping}s < cv={n_folds})"
+
+
+def _keep_images_together(train_fold: np.ndarray, images: np.ndarray) -> int:
+    """Move every image's training presentations to the fold of its first one; return trials moved."""
+    first = pd.Series(train_fold).groupby(images, sort=False).transform("first").to_numpy()
+    moved = int((first != train_fold).sum())
+    train_fold[:] = first
+    return moved
+
+
 def make_split(
-    responses: xr.DataArray, test_sessions: Any, test_fraction: float | None, seed: int, solver: str, n_folds: int
+    responses: xr.DataArray,
+    test_sessions: Any,
+    test_fraction: float | None,
+    seed: int,
+    solver: str,
+    n_folds: int,
+    *,
+    explicit_cv: bool = True,
+    repeats: str = "drop-test",
 ) -> Split:
+    """The training/test split and folds of a fit (module docstring); ``n_folds`` unused for GCV."""
     is_test, info = _test_mask(responses, test_sessions, test_fraction, seed)
-    train = np.flatnonzero(~is_test)
-    test = np.flatnonzero(is_test)
+    images = responses["image"].values.astype(str)
+    is_test, dropped = _drop_repeats(images, is_test, repeats)
+    train, test = np.flatnonzero(~is_test & ~dropped), np.flatnonzero(is_test)
     if not test.size:
-        raise ValueError("the test set is empty; choose other test_sessions or a larger test_fraction.")
-    fold = np.full(is_test.size, -1, dtype=np.int16)
-    info.update(n_train=int(train.size), n_test=int(test.size))
+        raise ValueError("the test set is empty; choose other test_sessions or a larger test_fraction"
+                         + (", or pass repeats='drop-train' or 'keep'." if dropped.any() else "."))
+    fold = np.full(is_test.size, TEST_FOLD, dtype=np.int16)
+    fold[dropped] = DROPPED_FOLD
+    info.update(
+        n_train=int(train.size), n_test=int(test.size), repeats=repeats,
+        n_test_trials_dropped=int(dropped.sum()) if repeats == "drop-test" else 0,
+        n_train_trials_dropped=int(dropped.sum()) if repeats == "drop-train" else 0,
+    )
     if solver == "gcv":
         if train.size < 2:
             raise ValueError(f"GCV needs at least 2 training trials; got {train.size}.")
         fold[train] = 0
-        return Split(is_test, fold, train, test, np.array([0, train.size]), {**info, "folds": "gcv"})
+        info.update(folds="gcv", cv_folds=0, cv_rule="generalized cross-validation", n_cv_trials_moved=0)
+        return Split(is_test, fold, train, test, np.array([0, train.size]), info)
     if train.size < n_folds:
         raise ValueError(f"{train.size} training trials are fewer than the cv={n_folds} folds; lower cv.")
-    sessions = responses["session"].values[train].astype(str)
-    grouping, groups = "session", sessions
-    if np.unique(sessions).size < n_folds:
-        grouping = "run"
-        groups = np.char.add(np.char.add(sessions, "/"), responses["run"].values[train].astype(str))
-        if np.unique(groups).size < n_folds:
-            raise ValueError(
-                f"the training set has {np.unique(sessions).size} sessions and {np.unique(groups).size} runs, "
-                f"fewer than the cv={n_folds} folds (folds are grouped by session, else by run); lower cv "
-                f"or use cv='gcv'."
-            )
+    groups, grouping, n_folds, rule = _fold_groups(responses, train, n_folds, explicit_cv)
     train_fold = np.empty(train.size, dtype=np.int16)
     for f, (_, validation) in enumerate(GroupKFold(n_splits=n_folds).split(train, groups=groups)):
         train_fold[validation] = f
+    moved = 0 if repeats == "keep" else _keep_images_together(train_fold, images[train])
+    counts = np.bincount(train_fold, minlength=n_folds)
+    if (counts == 0).any():
+        raise ValueError(f"keeping each image's presentations in one fold left fold(s) {np.flatnonzero(counts == 0)} "
+                         f"empty; lower cv or pass repeats='keep'.")
     order = np.argsort(train_fold, kind="stable")
     fold[train] = train_fold
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(train_fold, minlength=n_folds))])
-    return Split(is_test, fold, train[order], test, bounds, {**info, "folds": grouping, "n_folds": n_folds})
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    info.update(folds=grouping, n_folds=n_folds, cv_folds=n_folds, cv_rule=rule, n_cv_trials_moved=moved)
+    return Split(is_test, fold, train[order], test, bounds, info)

@@ -25,13 +25,20 @@ def planted_problem(
     Voxels ``[0, n)`` are driven by autoencoding, ``[n, 2n)`` by depth_euclidean, the rest are
     noise. Each signal voxel is a random linear map of its driver's (standardized) features
     plus Gaussian noise scaled so that the signal's share of variance is the planted R².
-    Trials: every image once, then repeats, shuffled, in equal sessions of 4 runs.
+    Trials: equal sessions of 4 runs, each run showing its own images, some of them twice.
     """
     rng = np.random.default_rng(seed)
     features = make_synthetic_features(MODELS, n_images, n_features=n_features, seed=seed)
-    images = features.image.values
-    order = np.concatenate([images, rng.choice(images, n_trials - n_images, replace=False)])
-    rng.shuffle(order)
+    images = rng.permutation(features.image.values)
+    n_runs = 4 * n_sessions
+    per_run = n_trials // n_runs
+    # each run shows its own images, some twice: no image on both sides of a session or run split
+    # (tests of images repeated across sessions build their own trials)
+    starts = np.linspace(0, n_images, n_runs + 1).round().astype(int)
+    order = np.concatenate([
+        rng.permutation(np.concatenate([own, rng.choice(own, per_run - own.size, replace=False)]))
+        for own in (images[a:b] for a, b in zip(starts[:-1], starts[1:]))
+    ])
     per_session = n_trials // n_sessions
     session = np.repeat(np.arange(1, n_sessions + 1), per_session)
     run = np.tile(np.repeat(np.arange(1, 5), per_session // 4), n_sessions)

@@ -229,9 +229,11 @@ def test_unknown_test_session_lists_available(planted) -> None:
 
 
 def test_too_few_groups_for_folds(planted) -> None:
+    # an explicit cv that the groups cannot honour is an error (the default cv falls back to
+    # leave-one-group-out: tests/encoding/test_split.py)
     features, responses, _, _ = planted
     with pytest.raises(ValueError, match=r"1 sessions and 4 runs, fewer than the cv=5 folds"):
-        fit(features, responses, ["autoencoding"], test_sessions=[2, 3, 4, 5, 6], progress=False)
+        fit(features, responses, ["autoencoding"], test_sessions=[2, 3, 4, 5, 6], cv=5, progress=False)
 
 
 @pytest.mark.parametrize(
