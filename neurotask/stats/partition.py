@@ -14,7 +14,14 @@ fitted standardized too (``standardize=True``) unless ``results`` supplies them.
 a grid of space weightings ``(w, 1 − w)`` (equivalently, ratios α_A/α_B in ``10^[-2, 2]``) × the
 alpha grid, by K-fold CV grouped by session on the training set, per voxel (its CV score is the
 validation MSE summed over folds, which ranks candidates like the mean validation R² up to fold
-weighting).
+weighting), on the folds of the single-model fits' split.
+
+Summaries (``<variable>_mean``) are taken over the voxels where the quantities are meaningful:
+unique and shared over the voxels where both single models are significant (given a
+permutation result) or else both have R² > 0; transfer A→B over those of them with R²(B) > 0
+(B→A: R²(A) > 0). The rule is in attrs ``summary_rule``, the counts in ``n_voxels_summary``,
+``n_voxels_transfer_a_to_b`` and ``n_voxels_transfer_b_to_a``; a summary is NaN only when its
+count is 0.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from collections.abc import Sequence
 import dask.array as da
 import numpy as np
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
-from neurotask.encoding import DEFAULT_ALPHAS
+from neurotask import encoding, execution
+from neurotask.encoding import DEFAULT_ALPHAS, r2_score
+from neurotask.encoding.design import aligned_features, standardized_spaces
+from neurotask.encoding.split import training_index
 from neurotask.stores import validate_features, validate_responses
 
 __all__ = ["variance_partition", "ceiling_normalized", "PARTITION_VARIABLES"]
@@ -101,59 +110,88 @@ def _split_kwargs(results: xr.Dataset | None, fit_kwargs: dict) -> dict:
     return {**fit_kwargs, **{k: split[k] for k in ("test_sessions", "test_fraction") if split.get(k) is not None}}
 
 
-def _standardized_designs(
-    features: xr.DataArray, spaces: Sequence[str], images: np.ndarray, is_test: np.ndarray
-) -> list[np.ndarray]:
-    """Each space's (trial, feature) design, standardized with training statistics (as fit does)."""
-    designs = []
-    for space in spaces:
-        x = np.asarray(features.sel(model=space).sel(image=images).transpose("image", "feature").values, np.float64)
-        mean, std = x[~is_test].mean(0), x[~is_test].std(0)
-        designs.append(((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32))
-    return designs
+def _cv_folds(fold: np.ndarray, train: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The fit's folds as (training, validation) positions within the training trials."""
+    train_fold = fold[train]
+    return [(np.flatnonzero(train_fold != f), np.flatnonzero(train_fold == f)) for f in np.unique(train_fold)]
 
 
 def _banded_r2(
-    designs: list[np.ndarray], y: np.ndarray, is_test: np.ndarray, sessions: np.ndarray, alphas: np.ndarray, cv: int,
+    designs: list[np.ndarray], y: np.ndarray, train: np.ndarray, test: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]], alphas: np.ndarray,
 ) -> np.ndarray:
-    """Test R² per voxel of a banded ridge (one alpha per space) chosen by session-grouped K-fold CV."""
+    """Test R² per voxel of a banded ridge (one alpha per space) chosen by K-fold CV on the fit's folds."""
     from himalaya.backend import set_backend
     from himalaya.ridge import BandedRidgeCV
-    from sklearn.model_selection import GroupKFold
 
     set_backend("numpy", on_error="warn")
     weights = _BANDED_RATIOS / (1 + _BANDED_RATIOS)
     grid = np.stack([weights, 1 - weights], axis=1)  # (w_A, w_B): alpha_A / alpha_B = w_B / w_A
-    train = ~is_test
-    folds = list(GroupKFold(n_splits=cv).split(designs[0][train], groups=sessions[train]))
     model = BandedRidgeCV(
         groups="input", fit_intercept=True, cv=folds,
         solver_params={"n_iter": grid, "alphas": alphas, "progress_bar": False},
     )
     # himalaya runs many small SVDs: multithreaded OpenBLAS on a busy machine made them 250x slower
     # (0.14 s -> 35 s on the test problem); chunks run in parallel on Dask instead
-    with threadpool_limits(1):
+    with execution.blas_threads(1):
         model.fit([d[train] for d in designs], y[train].astype(np.float32))
-        prediction = np.asarray(model.predict([d[is_test] for d in designs]), dtype=np.float64)
-    observed = y[is_test].astype(np.float64)
-    ss_tot = ((observed - observed.mean(0)) ** 2).sum(0)
-    return (1 - ((observed - prediction) ** 2).sum(0) / ss_tot).astype(np.float32)
+        prediction = np.asarray(model.predict([d[test] for d in designs]), dtype=np.float64)
+    return r2_score(y[test].astype(np.float64), prediction).astype(np.float32)
 
 
 def _banded_fits(
-    features: xr.DataArray, responses: xr.DataArray, pairs: list[tuple[str, str]], is_test: np.ndarray, alphas, cv: int
+    features: xr.DataArray, responses: xr.DataArray, pairs: list[tuple[str, str]], singles: xr.Dataset, alphas,
 ) -> xr.DataArray:
-    images, sessions = responses["image"].values, responses["session"].values
+    train, test = training_index(singles), np.flatnonzero(np.asarray(singles["is_test"].values, bool))
+    if "fold" not in singles:
+        raise ValueError("results lacks the 'fold (trial)' variable that banded=True takes its folds from; pass "
+                         "the Dataset returned by nt.encoding.fit.")
+    folds = _cv_folds(np.asarray(singles["fold"].values), train)
     y = responses.data if isinstance(responses.data, da.Array) else da.from_array(responses.values, chunks=(-1, 4096))
     y = y.rechunk({0: -1})
     alphas = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
     r2 = []
     for pair in pairs:
-        designs = _standardized_designs(features, pair, images, is_test)
-        kernel = lambda block, designs=designs: _banded_r2(designs, block, is_test, sessions, alphas, cv)[None]  # noqa: E731
+        designs = standardized_spaces(aligned_features(features, responses, pair), pair, train)
+        kernel = lambda block, designs=designs: _banded_r2(designs, block, train, test, folds, alphas)[None]  # noqa: E731
         r2.append(da.map_blocks(kernel, y, chunks=(1, y.chunks[1]), dtype=np.float32))
     names = [f"{a}+{b}" for a, b in pairs]
     return xr.DataArray(da.concatenate(r2, axis=0), dims=("model", "voxel"), coords={"model": names})
+
+
+def _significant(permutation: xr.Dataset, models: list[str]) -> xr.DataArray:
+    have = [str(m) for m in permutation["model"].values]
+    missing = [m for m in models if m not in have]
+    if "significant" not in permutation or missing:
+        raise ValueError(f"permutation must be nt.stats.permutation_test's result for the single models; it lacks "
+                         f"{missing or ['significant']} (it has models {have}).")
+    return permutation["significant"].sel(model=models).astype(bool)
+
+
+def _summaries(out: xr.Dataset, permutation: xr.Dataset | None, pairs: list[tuple[str, str]]) -> str:
+    """Add ``<variable>_mean`` over the meaningful voxels and their counts (module docstring); return the rule."""
+    positive_a, positive_b = out["r2_a"] > 0, out["r2_b"] > 0
+    if permutation is None:
+        both = positive_a & positive_b
+        rule = "unique, shared and transfer over voxels where R²(A) > 0 and R²(B) > 0"
+    else:
+        by_pair = lambda models: xr.DataArray(  # noqa: E731
+            _significant(permutation, models).values, dims=("pair", "voxel"), coords={"pair": out["pair"].values})
+        both = by_pair([a for a, _ in pairs]) & by_pair([b for _, b in pairs])
+        rule = ("unique and shared over voxels where both single models are significant; transfer A→B over those "
+                "with R²(B) > 0, B→A over those with R²(A) > 0")
+    masks = {"summary": both, "transfer_a_to_b": both & positive_b, "transfer_b_to_a": both & positive_a}
+    means = _partition(*(out[v].where(both).mean("voxel") for v in ("r2_a", "r2_b", "r2_ab")))
+    for name, (numerator, denominator) in {"transfer_a_to_b": ("shared", "r2_b"),
+                                           "transfer_b_to_a": ("shared", "r2_a")}.items():
+        where = masks[name]
+        means[name] = _ratio(out[numerator].where(where).mean("voxel"), out[denominator].where(where).mean("voxel"))
+    for name in PARTITION_VARIABLES:
+        out[f"{name}_mean"] = means[name]
+    for name, mask in masks.items():
+        out[f"n_voxels_{name}"] = mask.sum("voxel").astype(np.int64)
+        out[f"n_voxels_{name}"].attrs["long_name"] = f"voxels the {name.replace('_', ' ')} means are taken over"
+    return rule
 
 
 def variance_partition(
@@ -162,15 +200,16 @@ def variance_partition(
     pairs: Sequence[tuple[str, str]] | str = "all",
     *,
     results: xr.Dataset | None = None,
+    permutation: xr.Dataset | None = None,
     banded: bool = False,
     standardize: bool = True,
     ceiling: xr.DataArray | None = None,
     alphas: Sequence[float] | None = None,
-    cv: int = 5,
+    cv: int | None = None,
     client=None,
     **fit_kwargs,
 ) -> xr.Dataset:
-    """Unique and shared variance and transfer for pairs of feature spaces, per voxel and on average.
+    """Unique and shared variance and transfer for pairs of feature spaces, per voxel and summarized.
 
     Fits each pair's joint model ``"a+b"`` (and the single models, unless ``results`` holds them)
     with :func:`neurotask.encoding.fit`, then applies the DESIGN §3 definitions (module docstring).
@@ -178,17 +217,21 @@ def variance_partition(
     Parameters
     ----------
     features : xarray.DataArray, dims (model, image, feature)
-        Features of the models named in ``pairs``.
+        Features of the models named in ``pairs`` (``model`` and ``image`` coords).
     responses : xarray.DataArray, dims (trial, voxel)
-        Responses (lazy is fine).
+        Responses with ``image`` and ``session`` on trial (lazy is fine).
     pairs : sequence of (str, str) or "all"
         Model pairs (A, B); "all" = every unordered pair of ``features``' models.
     results : xarray.Dataset, optional
         Single-model fits to reuse (``r2 (model, voxel)``); their test split is used for the joint
         fits. Without it the single models are fitted on their standardized spaces (the same
         preprocessing as inside the joint model).
+    permutation : xarray.Dataset, optional
+        :func:`neurotask.stats.permutation_test` of the single models: the summaries are then
+        over the voxels where both are significant (else where both have R² > 0).
     banded : bool
-        Fit the joint model with a separate alpha per space (himalaya ``BandedRidgeCV``).
+        Fit the joint model with a separate alpha per space (himalaya ``BandedRidgeCV``), on the
+        folds of the single-model fits.
     standardize : bool
         Standardize the single models' features when fitting them (the joint model always is).
     ceiling : xarray.DataArray, dims (voxel), optional
@@ -196,33 +239,32 @@ def variance_partition(
         for the additive variables (R², unique, shared as fractions of the ceiling).
     alphas : sequence of float, optional
         Alpha grid (default ``logspace(-2, 7, 19)``).
-    cv : int
-        K of the session-grouped K-fold CV choosing alphas.
+    cv : int, optional
+        K of the session-grouped K-fold CV choosing alphas; default as :func:`neurotask.encoding.fit`
+        (5, or leave-one-group-out with fewer training groups).
     client : distributed.Client, optional
         Passed to the fits.
     **fit_kwargs
-        Further arguments of :func:`neurotask.encoding.fit` (``test_sessions``, ``test_fraction``…).
+        Further arguments of :func:`neurotask.encoding.fit` (``test_sessions``, ``repeats``…).
 
     Returns
     -------
     xarray.Dataset
         Variables of :data:`PARTITION_VARIABLES` with dims (pair, voxel) (``pair`` coord ``"a+b"``,
-        ``model_a``/``model_b`` on pair, voxel coords from ``responses``), and ``<variable>_mean``
-        (pair): means over voxels of the additive variables; the ratio means are ratios of the
-        means (``transfer_a_to_b_mean = shared_mean / r2_b_mean``), so the identities also hold
-        for the means. Voxelwise ratios are NaN where the denominator is ≤ 0. Lazy when the fits are.
+        ``model_a``/``model_b`` on pair, voxel coords from ``responses``); ``<variable>_mean`` (pair)
+        over the voxels of the summary rule (attr ``summary_rule``; the ratio means are ratios of
+        the means, so the identities also hold for the means); ``n_voxels_summary``,
+        ``n_voxels_transfer_a_to_b``, ``n_voxels_transfer_b_to_a`` (pair). Voxelwise ratios are NaN
+        where the denominator is ≤ 0. Lazy when the fits are.
 
     Examples
     --------
     >>> vp = nt.stats.variance_partition(feats, resp, pairs=[("autoencoding", "depth_euclidean")])  # doctest: +SKIP
     >>> float(vp.transfer_a_to_b_mean[0])                                                            # doctest: +SKIP
     """
-    from neurotask import encoding
-
     features = validate_features(features)
     responses = validate_responses(responses)
-    models = [str(m) for m in features["model"].values]
-    pairs = _resolve_pairs(pairs, models)
+    pairs = _resolve_pairs(pairs, [str(m) for m in features["model"].values])
     needed = list(dict.fromkeys(m for pair in pairs for m in pair))
     fit_kwargs = {"alphas": alphas, "cv": cv, "client": client, **_split_kwargs(results, fit_kwargs)}
     if results is not None and set(needed) <= {str(m) for m in results["model"].values}:
@@ -230,9 +272,22 @@ def variance_partition(
     else:
         singles = encoding.fit(features, responses, needed, standardize=standardize, **fit_kwargs)
     if banded:
-        r2_joint = _banded_fits(features, responses, pairs, np.asarray(singles["is_test"].values, bool), alphas, cv)
+        r2_joint = _banded_fits(features, responses, pairs, singles, alphas)
     else:
-        r2_joint = encoding.fit(features, responses, pairs, **fit_kwargs)["r2"]
+        r2_joint = encoding.fit(features, responses, pairs, predictions=False, **fit_kwargs)["r2"]
+    out = _per_voxel(singles["r2"], r2_joint, pairs, responses)
+    rule = _summaries(out, permutation, pairs)
+    if ceiling is not None:
+        for name in _ADDITIVE:
+            out[f"{name}_normalized"] = ceiling_normalized(out[name], ceiling.drop_vars(list(ceiling.coords)))
+    out.attrs = {"method": "banded ridge" if banded else "ridge", "definitions": "DESIGN §3 variance partitioning",
+                 "summary_rule": rule}
+    return out
+
+
+def _per_voxel(r2_singles: xr.DataArray, r2_joint: xr.DataArray, pairs: list[tuple[str, str]],
+               responses: xr.DataArray) -> xr.Dataset:
+    """The (pair, voxel) variables of :data:`PARTITION_VARIABLES`."""
     names = [f"{a}+{b}" for a, b in pairs]
     pair_coords = {"pair": names, "model_a": ("pair", [a for a, _ in pairs]), "model_b": ("pair", [b for _, b in pairs])}
 
@@ -240,19 +295,8 @@ def variance_partition(
         picked = r2.sel(model=which).drop_vars([c for c in r2.coords if c != "voxel" and "voxel" not in r2[c].dims])
         return picked.rename(model="pair").assign_coords(pair_coords).transpose("pair", "voxel")
 
-    parts = _partition(
-        by_pair(singles["r2"], [a for a, _ in pairs]),
-        by_pair(singles["r2"], [b for _, b in pairs]),
-        by_pair(r2_joint, names),
-    )
+    parts = _partition(by_pair(r2_singles, [a for a, _ in pairs]), by_pair(r2_singles, [b for _, b in pairs]),
+                       by_pair(r2_joint, names))
     out = xr.Dataset(parts)
     voxel_coords = {name: c for name, c in responses.coords.items() if c.dims == ("voxel",)}
-    out = out.drop_vars([c for c in out.coords if c not in ("pair", "model_a", "model_b")]).assign_coords(voxel_coords)
-    means = _partition(*(out[v].mean("voxel") for v in ("r2_a", "r2_b", "r2_ab")))
-    for name in PARTITION_VARIABLES:
-        out[f"{name}_mean"] = means[name]
-    if ceiling is not None:
-        for name in _ADDITIVE:
-            out[f"{name}_normalized"] = ceiling_normalized(out[name], ceiling.drop_vars(list(ceiling.coords)))
-    out.attrs = {"method": "banded ridge" if banded else "ridge", "definitions": "DESIGN §3 variance partitioning"}
-    return out
+    return out.drop_vars([c for c in out.coords if c not in ("pair", "model_a", "model_b")]).assign_coords(voxel_coords)

@@ -13,31 +13,41 @@ The kernel gathers the permuted response rows once per permutation and reuses th
 model; the sum over trials runs in a fixed order, so a voxel's null values do not depend on the
 chunking. Permutations come from ``numpy.random.default_rng(seed)`` as one
 ``(n_permutations, n_test)`` index matrix before anything is chunked, so results are identical for
-a seed whatever the voxel chunks, permutation blocks or number of workers.
+a seed whatever the voxel chunks, permutation blocks or number of workers. The test predictions
+are those the fit kept (``results.prediction``), so the features are not needed; given features,
+they are recomputed with :func:`neurotask.encoding.predict` for fits that kept none. Test trials
+are the fit's scored ones: trials left out because their image was also shown in training are
+left out of the null too.
 
 ``method="refit"`` permutes the training rows instead and refits each voxel with its chosen alpha.
 With fixed alphas, ridge's test predictions are a linear map of the training responses,
 ``ŷ_test = ȳ_train + H_α y_train`` with ``H_α = X̃_test (X̃ᵀX̃ + αI)⁻¹ X̃ᵀ`` (X̃ centred with the
 training means), so every permutation costs one ``(n_test × n_train) @ (n_train × voxels)`` GEMM
-per distinct alpha, after one eigendecomposition of the Gram matrix per model. (Its GEMMs go
-through BLAS, whose rounding may depend on the block width: refit p-values are reproducible for a
-seed, and equal across chunkings except for nulls within float32 rounding of the observed value.)
+per distinct alpha, after one eigendecomposition of the Gram matrix per model (the ridge factors
+of :func:`neurotask.encoding.ridge.make_ridge_factors`, built on the fit's design path). (Its GEMMs
+go through BLAS, whose rounding may depend on the block width: refit p-values are reproducible for
+a seed, and equal across chunkings except for nulls within float32 rounding of the observed value.)
+
+Orchestration: one task per (models × voxel chunk), running every permutation block of it in
+turn, through :func:`neurotask.execution.map_unordered` (threads here, or the Dask client);
+counts are reduced inside the tasks, so memory is bounded by one null block per task.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
-import scipy.linalg
 import xarray as xr
 
+from neurotask import execution
+from neurotask.encoding import predict, r2_score, pearson_r
+from neurotask.encoding.design import aligned_features, design_matrix, model_factors, model_spaces
+from neurotask.encoding.split import training_index
 from neurotask.stats.fdr import fdr_bh
-from neurotask.stores import validate_responses
+from neurotask.stores import validate_features, validate_responses
 
 __all__ = ["permutation_test", "PERMUTATION_METHODS", "STATISTICS"]
 
@@ -47,9 +57,11 @@ PERMUTATION_METHODS = {
     "shuffle-test": "test responses' rows against fixed test predictions",
     "refit": "training responses' rows, refitting each voxel with its chosen alpha",
 }
+#: Test-set scores of the refit null, from the one scoring module.
+_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"r": pearson_r, "r2": r2_score}
 
 _VOXEL_SUBBLOCK = 1024  # columns per inner step: one (n_test × 1024) float32 gather stays in L2
-_BLOCK_BYTES = 1 << 25  # null values per (permutation block × voxel chunk) task: 32 MiB
+_BLOCK_BYTES = 1 << 25  # null values per (permutation block × voxel chunk) step: 32 MiB
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,32 +153,15 @@ def _hat_matrices(
     x_train: np.ndarray, x_test: np.ndarray, alphas: np.ndarray, standardize: bool
 ) -> np.ndarray:
     """Ridge solution operators ``H_α (alpha, test trial, train trial)`` mapping centred training
-    responses to test predictions, from one eigendecomposition of the k×k Gram matrix."""
-    x_train = x_train.astype(np.float64)
-    mean = x_train.mean(axis=0)
-    train = x_train - mean
-    test = x_test.astype(np.float64) - mean
-    if standardize:
-        std = train.std(axis=0)
-        std[std == 0] = 1.0
-        train /= std
-        test /= std
-    eigenvalues, eigenvectors = scipy.linalg.eigh(train.T @ train)
-    eigenvalues = np.clip(eigenvalues, 0, None)
-    test_v = test @ eigenvectors
-    train_v = train @ eigenvectors
+    responses to test predictions, from the ridge factors (one eigendecomposition of the k×k Gram)."""
+    design = np.concatenate([x_train, x_test]).astype(np.float32)
+    factors = model_factors(design, np.arange(len(x_train)), np.arange(len(x_train), len(design)),
+                            standardize=standardize)
+    eigenvectors = factors.eigenvectors.astype(np.float64)
+    test_v = factors.test_projection.astype(np.float64)
+    train_v = factors.design.astype(np.float64) @ eigenvectors
+    eigenvalues = factors.eigenvalues.astype(np.float64)
     return np.stack([(test_v / (eigenvalues + alpha)) @ train_v.T for alpha in alphas]).astype(np.float32)
-
-
-def _score(prediction: np.ndarray, observed: np.ndarray, statistic: str) -> np.ndarray:
-    """Per-column Pearson r or R² (``1 − SS_res/SS_tot``, SS_tot around the test mean)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if statistic == "r":
-            pred = prediction - _trial_sum(prediction) / len(prediction)
-            obs = observed - _trial_sum(observed) / len(observed)
-            return _trial_sum(pred * obs) / np.sqrt(_trial_sum(pred**2) * _trial_sum(obs**2))
-        ss_tot = _trial_sum((observed - _trial_sum(observed) / len(observed)) ** 2)
-        return 1 - _trial_sum((observed - prediction) ** 2) / ss_tot
 
 
 def _refit_null(
@@ -195,13 +190,13 @@ def _refit_null(
             cols = slice(bounds[index], bounds[index + 1])
             if cols.start < cols.stop:
                 np.matmul(hats[index], permuted[:, cols], out=prediction[:, cols])
-        out[p, 0, order] = _score(train_mean + prediction, y_test_sorted, statistic)
+        out[p, 0, order] = _SCORES[statistic](y_test_sorted, train_mean + prediction)
     return out
 
 
+
 # --------------------------------------------------------------------------------------------
-# orchestration: one observed task per (models × voxel chunk), one task per permutation block of it;
-# counts are reduced inside the tasks, so memory is bounded by one null block
+# tasks: one per (models × voxel chunk); its inputs are one array, the blocks stacked on axis 0
 
 
 def _count(null: np.ndarray, observed: np.ndarray, fwer: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -210,67 +205,87 @@ def _count(null: np.ndarray, observed: np.ndarray, fwer: bool) -> tuple[np.ndarr
     return exceed, (np.fmax.reduce(null, axis=2) if fwer else None)
 
 
-def _shuffle_observed(prepared: tuple, statistic: str) -> np.ndarray:
-    return _shuffle_null(np.arange(prepared[1].shape[0])[None], *prepared, statistic)[0]
-
-
-def _shuffle_block(perms: np.ndarray, prepared: tuple, observed: np.ndarray, statistic: str, fwer: bool):
-    return _count(_shuffle_null(perms, *prepared, statistic), observed, fwer)
-
-
-def _refit_observed(hats, alpha_index, y_train, y_test, statistic: str) -> np.ndarray:
-    return _refit_null(np.arange(y_train.shape[0])[None], hats, alpha_index, y_train, y_test, statistic)[0]
-
-
-def _refit_block(perms, hats, alpha_index, y_train, y_test, observed, statistic: str, fwer: bool):
-    return _count(_refit_null(perms, hats, alpha_index, y_train, y_test, statistic), observed, fwer)
-
-
-def _merge_blocks(*blocks: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Sum the exceedance counts of a unit's permutation blocks; stack their maxima in block order."""
-    exceed = np.sum([block[0] for block in blocks], axis=0)
-    maxima = None if blocks[0][1] is None else np.concatenate([block[1] for block in blocks], axis=0)
-    return exceed, maxima
-
-
-@dataclass
-class _Unit:
-    """One task group: the observed statistic of (models × voxel chunk) and its permutation blocks."""
-
-    models: slice
-    voxels: slice
-    observed: Any
-    blocks: list
-
-
-def _compute(units: list[_Unit], shape: tuple[int, int], n_permutations: int, fwer: bool, client, progress: bool):
-    """Run every unit (on ``client``, the current client, or threads) and assemble
-    ``observed`` and ``exceed (model, voxel)`` and ``maxima (permutation, model)``."""
-    merged = [dask.delayed(_merge_blocks)(*unit.blocks) for unit in units]
-    todo = [unit.observed for unit in units] + merged
-    if client is not None:
-        futures = client.compute(todo)
-        if progress:
-            from distributed import progress as distributed_progress
-
-            distributed_progress(futures)
-        done = client.gather(futures)
-    elif progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            done = dask.compute(*todo)
-    else:
-        done = dask.compute(*todo)
-    observed = np.full(shape, np.nan, dtype=np.float32)
-    exceed = np.zeros(shape, dtype=np.int64)
-    maxima = np.full((n_permutations, shape[0]), -np.inf, dtype=np.float32) if fwer else None
-    for unit, obs, (exc, mx) in zip(units, done[: len(units)], done[len(units):]):
-        observed[unit.models, unit.voxels] = obs
-        exceed[unit.models, unit.voxels] = exc
-        if fwer:
-            maxima[:, unit.models] = np.fmax(maxima[:, unit.models], mx)
+def _over_blocks(
+    null: Callable[[np.ndarray], np.ndarray], n_rows: int, perms: np.ndarray, block: int, fwer: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The observed statistic (identity permutation), exceedance counts and maxima over permutation blocks."""
+    observed = null(np.arange(n_rows)[None])[0]
+    counts = [_count(null(perms[start:start + block]), observed, fwer) for start in range(0, len(perms), block)]
+    exceed = np.sum([c[0] for c in counts], axis=0)
+    maxima = None if not fwer else np.concatenate([c[1] for c in counts], axis=0)
     return observed, exceed, maxima
+
+
+def _materialize(item: Any) -> np.ndarray:
+    # a lazy block computed in this thread (the caller's pool is the parallelism)
+    item = item.compute(scheduler="synchronous") if isinstance(item, da.Array) else item
+    return np.asarray(item, dtype=np.float32)
+
+
+def _shuffle_task(item: Any, perms: np.ndarray, n_models: int, statistic: str, block: int, fwer: bool) -> tuple:
+    """Item rows: the models' predictions (model × test trial), then the test responses."""
+    stacked = _materialize(item)
+    n_test = perms.shape[1]
+    prepared = _prepare(stacked[:-n_test].reshape(n_models, n_test, -1), stacked[-n_test:], statistic)
+    return _over_blocks(lambda p: _shuffle_null(p, *prepared, statistic), n_test, perms, block, fwer)
+
+
+def _refit_task(item: Any, perms: np.ndarray, hats: np.ndarray, alphas: np.ndarray, statistic: str, block: int,
+                fwer: bool) -> tuple:
+    """Item rows: the training responses, the test responses, then the voxels' chosen alphas."""
+    stacked = _materialize(item)
+    n_train = perms.shape[1]
+    alpha_index = np.searchsorted(alphas, stacked[-1])
+    y_train, y_test = stacked[:n_train], stacked[n_train:-1]
+    return _over_blocks(lambda p: _refit_null(p, hats, alpha_index, y_train, y_test, statistic), n_train, perms,
+                        block, fwer)
+
+
+class _StackedBlocks(Sequence):
+    """Per voxel chunk, the rows of several (rows, voxel) arrays stacked, built when a task is submitted.
+
+    Dask input stays lazy (the task reads it where it runs); numpy input is cut into per-chunk
+    copies one task at a time (``da.from_array`` would put the whole array in every task).
+    """
+
+    def __init__(self, parts: list[Any], voxel_chunk: int) -> None:
+        self.parts = parts
+        bounds = np.append(np.arange(0, parts[0].shape[-1], voxel_chunk), parts[0].shape[-1])
+        self.voxels = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def __len__(self) -> int:
+        return len(self.voxels)
+
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
+        cols = self.voxels[index]
+        blocks = [p[:, cols] for p in self.parts]
+        if any(isinstance(b, da.Array) for b in blocks):
+            return da.concatenate([b if isinstance(b, da.Array) else da.from_array(b) for b in blocks], axis=0)
+        return np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks], axis=0)
+
+
+def _rows(array: xr.DataArray, rows: np.ndarray | None = None) -> Any:
+    """``array`` as (rows, voxel): its leading dims flattened, optionally only ``rows`` of its trial dim."""
+    data = array.data
+    if rows is not None and len(rows) != array.shape[-2]:
+        data = data[..., rows, :]
+    return data.reshape(-1, array.shape[-1])
+
+
+def _run(task: Callable[..., tuple], items: _StackedBlocks, args: tuple, client: Any, advance: Callable) -> list:
+    """``task`` over the items on threads here or on the client; results in item order."""
+    client = execution.current_client(client)
+    in_flight = None if client is None else 2 * (sum(client.nthreads().values()) or 1)
+    done: list = [None] * len(items)
+    with execution.blas_threads(1 if client is None else None):
+        for index, result in execution.map_unordered(task, items, args=args, client=client, in_flight=in_flight):
+            done[index] = result
+            advance()
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
 
 
 def _test_split(results: xr.Dataset, responses: xr.DataArray) -> np.ndarray:
@@ -288,102 +303,74 @@ def _test_split(results: xr.Dataset, responses: xr.DataArray) -> np.ndarray:
     return is_test
 
 
+def _kept_predictions(results: xr.Dataset, is_test: np.ndarray) -> xr.DataArray:
+    kept = results["prediction"]
+    if "test_trial" in kept.coords and not np.array_equal(kept["test_trial"].values, np.flatnonzero(is_test)):
+        raise ValueError("results.prediction's test_trial does not match results.is_test; pass the Dataset "
+                         "returned by nt.encoding.fit unchanged (or predictions=...).")
+    kept = kept.drop_vars([c for c in kept.coords if "test_trial" in kept[c].dims])
+    return kept.rename(test_trial="trial") if "test_trial" in kept.dims else kept
+
+
 def _predictions(
-    results: xr.Dataset, responses: xr.DataArray, features: xr.DataArray | None, predictions
+    results: xr.Dataset, responses: xr.DataArray, features: xr.DataArray | None, predictions: xr.DataArray | None,
+    is_test: np.ndarray,
 ) -> xr.DataArray:
     if predictions is None and "prediction" in results:
-        predictions = results["prediction"]
+        predictions = _kept_predictions(results, is_test)
     if predictions is None:
         if features is None:
             raise ValueError(
-                "permutation_test needs the test predictions: pass features=... (the features the "
-                "results were fitted on; predictions are recomputed lazily with nt.encoding.predict) "
-                "or predictions=... (model, trial, voxel)."
+                "permutation_test needs the test predictions: fit with nt.encoding.fit (which keeps them in "
+                "results.prediction), or pass features=... (the features the results were fitted on; predictions "
+                "are recomputed lazily with nt.encoding.predict) or predictions=... (model, trial, voxel)."
             )
-        from neurotask.encoding import predict
-
-        predictions = predict(results, features, responses)
+        predictions = predict(results, validate_features(features), responses)
     if set(predictions.dims) != {"model", "trial", "voxel"}:
         raise ValueError(f"predictions must have dims (model, trial, voxel); got {predictions.dims}.")
     return predictions.transpose("model", "trial", "voxel")
 
 
-def _select_rows(block: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    block = np.asarray(block, dtype=np.float32)
-    return block if rows is None else np.take(block, rows, axis=-2)
+def _shuffle(results, responses, features, predictions, is_test, perms, statistic, voxel_chunk, block, fwer, client,
+             advance) -> list:  # noqa: ANN001
+    pred = _predictions(results, responses, features, predictions, is_test)
+    items = _StackedBlocks([_rows(pred), _rows(responses, np.flatnonzero(is_test))], voxel_chunk)
+    done = _run(_shuffle_task, items, (perms, pred.sizes["model"], statistic, block, fwer), client, advance)
+    return [(slice(None), cols, result) for cols, result in zip(items.voxels, done)]
 
 
-def _voxel_blocks(array: xr.DataArray, voxel_chunk: int, rows: np.ndarray | None = None) -> tuple[list, list[slice]]:
-    """Per voxel chunk, a delayed float32 block of ``array`` (voxel last), optionally only ``rows``
-    of its second-to-last dim. Dask input keeps its graph (rechunked along voxel only); numpy input
-    is cut into views here (``da.from_array`` would copy the whole array first)."""
-    n_voxels = array.shape[-1]
-    if isinstance(array.data, da.Array):
-        data = array.data.rechunk({i: -1 for i in range(array.ndim - 1)} | {array.ndim - 1: voxel_chunk})
-        voxels = _voxel_slices(data.chunks[-1])
-        blocks = data.to_delayed().reshape(-1)
-    else:
-        data = np.asarray(array.data)
-        voxels = [slice(start, min(start + voxel_chunk, n_voxels)) for start in range(0, n_voxels, voxel_chunk)]
-        blocks = [data[..., cols] for cols in voxels]
-    return [dask.delayed(_select_rows)(block, rows) for block in blocks], voxels
-
-
-def _voxel_slices(chunks: tuple[int, ...]) -> list[slice]:
-    bounds = np.cumsum((0,) + tuple(chunks))
-    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
-def _shuffle_units(
-    predictions: xr.DataArray, responses: xr.DataArray, is_test: np.ndarray, perms: np.ndarray, statistic: str,
-    voxel_chunk: int, permutation_block: int, fwer: bool,
-) -> list[_Unit]:
-    pred, voxels = _voxel_blocks(predictions, voxel_chunk)
-    resp, _ = _voxel_blocks(responses, voxel_chunk, None if is_test.all() else np.flatnonzero(is_test))
-    blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
-    units = []
-    for pred_block, resp_block, cols in zip(pred, resp, voxels):
-        prepared = dask.delayed(_prepare, nout=3)(pred_block, resp_block, statistic)
-        observed = dask.delayed(_shuffle_observed)(prepared, statistic)
-        work = [dask.delayed(_shuffle_block)(block, prepared, observed, statistic, fwer) for block in blocks]
-        units.append(_Unit(slice(None), cols, observed, work))
-    return units
-
-
-def _refit_parameters(results: xr.Dataset) -> bool:
-    parameters = json.loads(results.attrs.get("parameters", "{}") or "{}")
-    return bool(results.attrs.get("standardize", parameters.get("standardize", False)))
-
-
-def _design(features: xr.DataArray, model: str, images: np.ndarray) -> np.ndarray:
-    """A model's (trial, feature) design; a joint model "a+b" concatenates its spaces (as fit does)."""
-    spaces = [features.sel(model=space).sel(image=images).transpose("image", "feature").values for space in model.split("+")]
-    return np.concatenate(spaces, axis=1) if len(spaces) > 1 else np.asarray(spaces[0])
-
-
-def _refit_units(
-    results: xr.Dataset, features: xr.DataArray | None, responses: xr.DataArray, is_test: np.ndarray,
-    perms: np.ndarray, statistic: str, voxel_chunk: int, permutation_block: int, fwer: bool,
-) -> list[_Unit]:
+def _refit(results, responses, features, is_test, perms, statistic, voxel_chunk, block, fwer, client,
+           advance) -> list:  # noqa: ANN001
     if features is None:
         raise ValueError("method='refit' needs features=... (model, image, feature): the refit uses the design.")
-    standardize = _refit_parameters(results)
-    y_train, voxels = _voxel_blocks(responses, voxel_chunk, np.flatnonzero(~is_test))
-    y_test, _ = _voxel_blocks(responses, voxel_chunk, np.flatnonzero(is_test))
-    blocks = [perms[start:start + permutation_block] for start in range(0, len(perms), permutation_block)]
-    images = responses["image"].values
-    units = []
-    for m, model in enumerate(results["model"].values):
-        design = _design(features, str(model), images)
-        alpha = np.asarray(results["alpha"].sel(model=model).values, dtype=np.float64)
-        alphas, alpha_index = np.unique(alpha, return_inverse=True)
-        hats = dask.delayed(_hat_matrices)(design[~is_test], design[is_test], alphas, standardize or "+" in str(model))
-        for train_block, test_block, cols in zip(y_train, y_test, voxels):
-            args = (hats, alpha_index[cols], train_block, test_block)
-            observed = dask.delayed(_refit_observed)(*args, statistic)
-            work = [dask.delayed(_refit_block)(block, *args, observed, statistic, fwer) for block in blocks]
-            units.append(_Unit(slice(m, m + 1), cols, observed, work))
-    return units
+    features = validate_features(features)
+    standardize = bool(results.attrs.get("standardize", False))
+    train, test = training_index(results), np.flatnonzero(is_test)
+    spaces = model_spaces(results)
+    out = []
+    for m, model in enumerate(map(str, results["model"].values)):
+        design = design_matrix(aligned_features(features, responses, spaces[model]), spaces[model])
+        alpha = results["alpha"].sel(model=model).astype(np.float32)
+        alphas = np.unique(np.asarray(alpha.values))
+        hats = _hat_matrices(design[train], design[test], alphas.astype(np.float64),
+                             standardize or len(spaces[model]) > 1)
+        items = _StackedBlocks([_rows(responses, train), _rows(responses, test), alpha.data[None]], voxel_chunk)
+        done = _run(_refit_task, items, (perms, hats, alphas, statistic, block, fwer), client, advance)
+        out += [(slice(m, m + 1), cols, result) for cols, result in zip(items.voxels, done)]
+    return out
+
+
+def _assemble(parts: list, shape: tuple[int, int], n_permutations: int, fwer: bool) -> tuple:
+    """``observed`` and ``exceed (model, voxel)`` and ``maxima (permutation, model)`` from the tasks."""
+    observed = np.full(shape, np.nan, dtype=np.float32)
+    exceed = np.zeros(shape, dtype=np.int64)
+    maxima = np.full((n_permutations, shape[0]), -np.inf, dtype=np.float32) if fwer else None
+    for models, voxels, (obs, exc, mx) in parts:
+        observed[models, voxels] = obs
+        exceed[models, voxels] = exc
+        if fwer:
+            maxima[:, models] = np.fmax(maxima[:, models], mx)
+    return observed, exceed, maxima
 
 
 def permutation_test(
@@ -436,7 +423,7 @@ def permutation_test(
     voxel_chunk : int, optional
         Voxels per task (default: the responses' voxel chunks, else 4096).
     permutation_block : int, optional
-        Permutations per task (default: ~32 MiB of null values per task).
+        Permutations per step of a task (default: ~32 MiB of null values per step).
     client : distributed.Client, optional
         Where to compute; default the current client, else the threaded scheduler.
     progress : bool
@@ -468,19 +455,21 @@ def permutation_test(
     models = results["model"].values
     if voxel_chunk is None:
         chunks = responses.chunksizes.get("voxel") if responses.chunks else None
-        voxel_chunk = int(chunks[0]) if chunks else 4096
+        # in memory: a chunk per core (results do not depend on the chunking)
+        voxel_chunk = int(chunks[0]) if chunks else min(4096, max(256, -(-responses.sizes["voxel"] // execution.cpu_count())))
     if permutation_block is None:
         permutation_block = max(1, min(n_permutations, _BLOCK_BYTES // (4 * len(models) * voxel_chunk)))
-    if method == "shuffle-test":
-        pred = _predictions(results, responses, features, predictions)
-        perms = _permutations(int(is_test.sum()), n_permutations, seed)
-        units = _shuffle_units(pred, responses, is_test, perms, statistic, voxel_chunk, permutation_block, fwer)
-    else:
-        perms = _permutations(int((~is_test).sum()), n_permutations, seed)
-        units = _refit_units(results, features, responses, is_test, perms, statistic, voxel_chunk, permutation_block,
-                             fwer)
+    n_rows = int(is_test.sum()) if method == "shuffle-test" else training_index(results).size
+    perms = _permutations(n_rows, n_permutations, seed)
+    common = (perms, statistic, voxel_chunk, permutation_block, fwer, client)
+    n_tasks = -(-responses.sizes["voxel"] // voxel_chunk) * (1 if method == "shuffle-test" else len(models))
+    with execution.progress(f"permutations ({method})", n_tasks, enabled=progress) as advance:
+        if method == "shuffle-test":
+            parts = _shuffle(results, responses, features, predictions, is_test, *common, advance)
+        else:
+            parts = _refit(results, responses, features, is_test, *common, advance)
     shape = (len(models), responses.sizes["voxel"])
-    observed, exceed, null_max = _compute(units, shape, n_permutations, fwer, client, progress)
+    observed, exceed, null_max = _assemble(parts, shape, n_permutations, fwer)
     valid = np.isfinite(observed)
     p = np.where(valid, (1.0 + exceed) / (1.0 + n_permutations), np.nan)
     significant, q_values = fdr_bh(p, q)
