@@ -7,8 +7,8 @@ from neurotask.datasets.synthetic import (
     make_synthetic_features,
 )
 from neurotask.datasets.synthetic_bold5000 import (
-    RELEASE2_ROI_FILE_NAMES,
     RELEASES,
+    ROI_FILE_NAMES,
     write_synthetic_bold5000,
     write_synthetic_dataset,
 )
@@ -27,8 +27,8 @@ from neurotask.datasets.synthetic_stimuli import stimulus_path, write_synthetic_
 
 __all__ = [
     "N_SESSIONS",
-    "RELEASE2_ROI_FILE_NAMES",
     "RELEASES",
+    "ROI_FILE_NAMES",
     "ROI_NAMES",
     "SMALL_VOLUME_SHAPE",
     "TASKONOMY_GROUPS",

@@ -1,13 +1,16 @@
 """Synthetic BOLD5000 trees with planted ground truth, in the real release layouts.
 
-Release 2 (GLMsingle, the default) writes, under ``root``::
+Release 2 (GLMsingle, the default) writes what users download from figshare, flat in ``root``,
+plus OpenNeuro's ROI masks::
 
-    derivatives/GLMsingle/<SUBJ>/<SUBJ>_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-XX.nii.gz
-                                                  4-D (x, y, z, trials of session XX), float32
-    derivatives/GLMsingle/<SUBJ>/<SUBJ>_imgnames.txt      one stimulus file name per trial
-    derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz   3-D float32, 0 outside / >0 inside
-    derivatives/GLMsingle/<SUBJ>/<SUBJ>_groundtruth.nc     planted truth (NetCDF-3)
-    derivatives/ROIs/<SUBJ>/<SUBJ>_mask-<ROI>.nii.gz        10 ROI masks, BOLD5000's file names
+    <SUBJ>_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-XX.nii.gz   4-D (x, y, z, trials of session XX),
+                                                               float32 percent signal change, NaN
+                                                               outside the brain; 333 or 370 trials
+    <SUBJ>_imgnames.txt                                        one stimulus file name per trial
+    <SUBJ>_brainmask.nii.gz                                    3-D float32, 0 outside / >0 inside
+    <SUBJ>_groundtruth.nc                                      planted truth (NetCDF-3)
+    derivatives/spm/sub-<SUBJ>/sub-<SUBJ>_mask-<ROI>.nii.gz    10 ROI masks, BOLD5000's spellings
+                                                               (CSI2/CSI3: LHLO, RHLO; CSI2: RHRRSC)
 
 Release 1 (ROI ``.mat`` files) and BIDS runs are written by :mod:`.synthetic_layouts` from the same
 planted responses. The response model is documented in :mod:`.synthetic_planted`.
@@ -38,31 +41,36 @@ from neurotask.datasets.synthetic_planted import (
 from neurotask.datasets.synthetic_layouts import write_bids, write_release1
 from neurotask.datasets.synthetic_stimuli import progress_bar, write_synthetic_stimuli
 
-__all__ = ["RELEASES", "RELEASE2_ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
+__all__ = ["RELEASES", "ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
 
 #: The layouts write_synthetic_bold5000 can write.
 RELEASES = (2, 1, "bids")
-#: The ROI names BOLD5000 uses in release-2 mask file names where they differ from the canonical ones.
-RELEASE2_ROI_FILE_NAMES = {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHRSC": "RHRRSC"}
+#: The ROI names in each subject's OpenNeuro mask file names (``sub-CSIX_mask-<name>.nii.gz``).
+ROI_FILE_NAMES = {
+    "CSI1": {r: r for r in ROI_NAMES},
+    "CSI2": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO", "RHRSC": "RHRRSC"},
+    "CSI3": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO"},
+    "CSI4": {r: r for r in ROI_NAMES},
+}
+_BETAS_DESCRIPTION = "GLMsingle TYPED betas, percent signal change (synthetic)"
 _TRIAL_CHUNK = 64  # trials generated at once: bounds the noise buffer to (brain voxels × 64)
 
 
 def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progress: bool) -> list[Path]:
-    """GLMsingle TYPED betas, one 4-D file per session, streamed session by session."""
+    """GLMsingle TYPED betas flat in ``root``, one 4-D file per session, streamed session by session."""
     subject = brain.subject
-    out = root / "derivatives" / "GLMsingle" / subject
-    out.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     written = []
-    names = out / f"{subject}_imgnames.txt"
+    names = root / f"{subject}_imgnames.txt"
     names.write_text("\n".join(brain.trials.name) + "\n")
     written.append(names)
-    mask_path = out / f"{subject}_brainmask.nii.gz"
+    mask_path = root / f"{subject}_brainmask.nii.gz"
     save_nifti(brain.mask_volume(nonbinary_mask), brain.affine, mask_path)
     written.append(mask_path)
-    roi_dir = root / "derivatives" / "ROIs" / subject
+    roi_dir = root / "derivatives" / "spm" / f"sub-{subject}"
     roi_dir.mkdir(parents=True, exist_ok=True)
     for roi in ROI_NAMES:
-        path = roi_dir / f"{subject}_mask-{RELEASE2_ROI_FILE_NAMES[roi]}.nii.gz"
+        path = roi_dir / f"sub-{subject}_mask-{ROI_FILE_NAMES[subject][roi]}.nii.gz"
         save_nifti(brain.roi_volume(roi), brain.affine, path)
         written.append(path)
 
@@ -84,8 +92,8 @@ def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progr
                 values += baseline
                 flat[brain.flat_index, start : start + chunk.size] = values
             _apply_defects(brain, flat, session)
-            path = out / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
-            save_nifti(volume, brain.affine, path)
+            path = root / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
+            save_nifti(volume, brain.affine, path, description=_BETAS_DESCRIPTION)
             written.append(path)
             del volume, flat
             advance()
@@ -130,14 +138,16 @@ def write_synthetic_bold5000(
     Parameters
     ----------
     root : path
-        Dataset root; the layout is that of ``release`` (module docs; contract A).
+        Dataset root; the layout is that of ``release`` (module docs): release 2 writes the
+        downloaded files flat in ``root``.
     features : xarray.DataArray, dims (model, image, feature)
         Covers every image of the written trials (e.g. ``make_synthetic_features`` over
         ``bold5000_trials(...).image.unique()``, or a features store); may be lazy: one model's
         features are read at a time.
     subject : {"CSI1", "CSI2", "CSI3", "CSI4"}
     n_sessions : int or None
-        Write the first ``n_sessions`` sessions (default 3); None writes all (15, 9 for CSI4).
+        Write the first ``n_sessions`` sessions (default 3) with their real 9 or 10 runs; None
+        writes all (15, 9 for CSI4).
     volume_shape : 3 ints, optional
         Voxel grid; default ``SMALL_VOLUME_SHAPE`` (20, 24, 20). ``VOLUME_SHAPES[subject]`` is the real one.
     snr : float or (low, high)
@@ -146,9 +156,10 @@ def write_synthetic_bold5000(
     seed : int
         Seed; equal seeds write identical arrays.
     release : {2, 1, "bids"}
-        The layout: GLMsingle betas (2), release-1 ROI ``.mat`` files (1) or OpenNeuro BIDS runs.
+        The layout: GLMsingle betas (2, flat as downloaded), release-1 ROI ``.mat`` files (1) or
+        OpenNeuro BIDS runs with fmriprep derivatives ("bids").
     n_trials : int, optional
-        Keep only the first ``n_trials`` trials of those sessions.
+        Keep only the first ``n_trials`` trials of those sessions (cutting the last written one).
     models : sequence of str, optional
         Driver models (default: every model in ``features``).
     signal_fraction : float

@@ -20,15 +20,20 @@ BIDS (OpenNeuro ds001499), under ``root``::
 
     dataset_description.json
     sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold.nii.gz    (x, y, z, 194), TR 2 s
-    sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_events.tsv     onset, duration, Trial,
-                                                                                 Sess, Run, ImgName, ImgType
+    sub-<SUBJ>/ses-XX/func/sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_events.tsv     OpenNeuro's columns, CRLF
     sub-<SUBJ>/ses-01/func/sub-<SUBJ>_ses-01_task-localizer_run-01_bold.nii.gz      (+ events; loaders skip it)
-    derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz                          brain mask (as in release 2)
+    derivatives/fmriprep/sub-<SUBJ>/ses-XX/func/
+        sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz     preprocessed runs
+        sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold_space-T1w_brainmask.nii.gz   their brain masks
     derivatives/synthetic/sub-<SUBJ>_groundtruth.nc                             planted truth
 
-Trial ``j`` (0-based) of a run has its onset at ``6 + 10 j`` s, i.e. at volume ``3 + 5 j``; the
-``k``-th TR after it is volume ``onset / 2 + k − 1``. BOLD values are a scanner-like baseline
-(800–1200 in the brain, ~20 outside) with responses in percent signal change of that baseline.
+Trial ``j`` (0-based) of a run has its onset a few milliseconds off ``6 + 10 j`` s (as in the real
+events: 6.0268, 16.0020, …), i.e. nearest to volume ``3 + 5 j``; the ``k``-th TR after it is
+volume ``round(onset / 2) + k − 1``. Repeats are marked in ``ImgType`` (``rep_coco``…), never in
+``ImgName``. BOLD values are a scanner-like baseline (800–1200 in the brain, ~20 outside) with
+responses in percent signal change of that baseline. The preprocessed runs lie on the planted grid
+(the truth's ``i, j, k``); the raw runs are the same series with head motion: every other run
+is shifted by one voxel along ``i`` — what fmriprep's realignment undoes.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ HRF_BY_TR = (0.0, 0.35, 1.0, 1.0, 0.45)
 BIDS_TR = 2.0
 BIDS_RUN_TRS = 194
 _FIRST_ONSET_S, _TRIAL_SPACING_S = 6.0, 10.0
+_ONSET_JITTER_S = (-0.02, 0.03)  # the real onsets lie milliseconds off whole TRs, either side
 _BIDS_SOURCES = {"coco": "coco", "imagenet": "imagenet", "scene": "scenes"}
+_FMRIPREP_BOLD, _FMRIPREP_MASK = "_bold_space-T1w_preproc", "_bold_space-T1w_brainmask"
 
 
 def _subject_code(subject: str) -> str:
@@ -93,37 +100,38 @@ def write_release1(brain: PlantedBrain, root: Path, *, progress: bool = False) -
     return written
 
 
-def _events(run_trials: pd.DataFrame) -> pd.DataFrame:
+def _events(run_trials: pd.DataFrame, subject: str, rng: np.random.Generator) -> pd.DataFrame:
     n = len(run_trials)
     kinds = [_BIDS_SOURCES[s] for s in run_trials.source]
+    onset = _FIRST_ONSET_S + _TRIAL_SPACING_S * np.arange(n) + rng.uniform(*_ONSET_JITTER_S, n)
     return pd.DataFrame(
         {
-            "onset": _FIRST_ONSET_S + _TRIAL_SPACING_S * np.arange(n),
+            "onset": onset.round(4),
             "duration": np.ones(n),
-            "Trial": run_trials.trial_in_run.to_numpy(),
+            "Subj": int(subject[3:]),
             "Sess": run_trials.session.to_numpy(),
             "Run": run_trials.run.to_numpy(),
+            "Trial": run_trials.trial_in_run.to_numpy(),
             "ImgName": run_trials.name.to_numpy(),
             "ImgType": [("rep_" if p > 1 else "") + k for k, p in zip(kinds, run_trials.presentation)],
+            "StimOn(s)": onset.round(4),
+            "StimOff(s)": (onset + 1).round(4),
+            "Response": np.zeros(n, dtype=int),
+            "RT": np.zeros(n),
+            "stim_file": run_trials.name.to_numpy(),
         }
     )
 
 
 def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> list[Path]:
-    """OpenNeuro-layout BOLD runs with events, one localizer run, a brain mask; returns the paths."""
+    """OpenNeuro-layout BOLD runs with events, fmriprep's preprocessed runs, one localizer run; returns the paths."""
     subject = brain.subject
     description = root / "dataset_description.json"
     root.mkdir(parents=True, exist_ok=True)
-    description.write_text(json.dumps({"Name": "synthetic BOLD5000 (neurotask)", "BIDSVersion": "1.8.0"}, indent=2))
+    description.write_text(json.dumps({"Name": "synthetic BOLD5000 (neurotask)", "BIDSVersion": "1.0.2"}, indent=2))
     written = [description]
-    # The brain mask sits where BOLD5000 keeps it (next to the GLMsingle betas).
-    derivatives = root / "derivatives" / "GLMsingle" / subject
-    derivatives.mkdir(parents=True, exist_ok=True)
-    mask = derivatives / f"{subject}_brainmask.nii.gz"
-    save_nifti(brain.mask_volume(), brain.affine, mask)
-    written.append(mask)
-
     rng = np.random.default_rng([brain.seed, 5])
+    onset_rng = np.random.default_rng([brain.seed, 6])
     intensity = rng.uniform(800.0, 1200.0, brain.flat_index.size)
     amplitude = (0.01 * intensity * brain.gain)[:, None]  # percent signal change of the baseline
     noise_sd = (np.sqrt(2.0) * brain.noise_sd)[:, None]
@@ -131,38 +139,46 @@ def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> li
     runs = brain.trials.groupby(["session", "run"], sort=True)
     with progress_bar(progress, runs.ngroups, f"{subject} BIDS runs") as advance:
         for (session, run), run_trials in runs:
-            func = root / f"sub-{subject}" / f"ses-{session:02d}" / "func"
-            func.mkdir(parents=True, exist_ok=True)
             stem = f"sub-{subject}_ses-{session:02d}_task-5000scenes_run-{run:02d}"
-            events = _events(run_trials)
+            func = root / f"sub-{subject}" / f"ses-{session:02d}" / "func"
+            prep = root / "derivatives" / "fmriprep" / f"sub-{subject}" / f"ses-{session:02d}" / "func"
+            events = _events(run_trials, subject, onset_rng)
             response = np.zeros((brain.flat_index.size, BIDS_RUN_TRS))
             signal = brain.signal(run_trials.index.to_numpy())
-            for j, onset in enumerate((events.onset.to_numpy() / BIDS_TR).astype(int)):
+            for j, onset in enumerate(np.floor(events.onset.to_numpy() / BIDS_TR + 0.5).astype(int)):
                 response[:, onset : onset + hrf.size] += signal[:, j : j + 1] * hrf
             response += noise_sd * rng.standard_normal(response.shape)
             series = intensity[:, None] + amplitude * response
-            written += _write_run(brain, func / f"{stem}_bold.nii.gz", series, rng)
+            volume = _run_volume(brain, series, rng)
+            written += _save(volume, brain, prep / f"{stem}{_FMRIPREP_BOLD}.nii.gz")
+            written += _save(brain.mask_volume(), brain, prep / f"{stem}{_FMRIPREP_MASK}.nii.gz")
+            written += _save(np.roll(volume, (session + run) % 2, axis=0), brain, func / f"{stem}_bold.nii.gz")
             events_path = func / f"{stem}_events.tsv"
-            events.to_csv(events_path, sep="\t", index=False)
+            events.to_csv(events_path, sep="\t", index=False, lineterminator="\r\n")
             written.append(events_path)
             advance()
     func = root / f"sub-{subject}" / "ses-01" / "func"
     stem = f"sub-{subject}_ses-01_task-localizer_run-01"
     localizer_trs = 12
     series = intensity[:, None] + rng.standard_normal((brain.flat_index.size, localizer_trs))
-    written += _write_run(brain, func / f"{stem}_bold.nii.gz", series, rng)
+    written += _save(_run_volume(brain, series, rng), brain, func / f"{stem}_bold.nii.gz")
     blocks = pd.DataFrame({"onset": [0.0, 12.0], "duration": [12.0, 12.0], "trial_type": ["scenes", "objects"]})
     blocks.to_csv(func / f"{stem}_events.tsv", sep="\t", index=False)
     written.append(func / f"{stem}_events.tsv")
     return written
 
 
-def _write_run(brain: PlantedBrain, path: Path, series: np.ndarray, rng: np.random.Generator) -> list[Path]:
+def _run_volume(brain: PlantedBrain, series: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A 4-D run: ``series`` (brain voxel, TR) inside the brain, dim scanner noise outside."""
     n_trs = series.shape[1]
     volume = np.empty(brain.shape + (n_trs,), dtype=np.float32, order="F")
     flat = volume.reshape(-1, n_trs, order="F")
     flat[:] = 20.0 + 5.0 * rng.standard_normal(flat.shape, dtype=np.float32)
     flat[brain.flat_index] = series
-    save_nifti(volume, brain.affine, path, tr=BIDS_TR)
+    return volume
+
+
+def _save(volume: np.ndarray, brain: PlantedBrain, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_nifti(volume, brain.affine, path, tr=BIDS_TR if volume.ndim == 4 else None)
     return [path]

@@ -3,10 +3,8 @@
 Shared by every release layout (GLMsingle betas, release-1 ROI files, BIDS runs). The model:
 
 - **Trials** follow a subject's real BOLD5000 trial order (:func:`bold5000_trials`), truncated to
-  the first sessions or trials. Runs hold 37 trials; sessions hold 9 or 10 runs. The real
-  per-session run counts are not in the shipped trial orders, so the synthetic convention is:
-  the first ``n_runs − 9 · n_sessions`` sessions hold 10 runs, the others 9 (CSI1–3: sessions
-  1–7 of 15; CSI4: sessions 1–3 of 9).
+  the first sessions or trials. Runs hold 37 trials; sessions hold the real 9 or 10 runs (333 or
+  370 trials) of OpenNeuro ds001499 (:data:`neurotask.fmri.SESSION_RUNS`).
 - **Brain**: an ellipsoid inside the volume grid (2 mm voxels). Outside it the betas are NaN.
 - **Signal regions**: each driver model owns ``regions_per_model`` spatially contiguous blobs
   (a ball around a random in-brain center, cut by the Voronoi cells of the other centers). The
@@ -42,6 +40,7 @@ import pandas as pd
 import xarray as xr
 
 from neurotask.datasets.synthetic import bold5000_trial_order
+from neurotask.fmri.bold5000 import SESSION_RUNS
 from neurotask.stimuli import image_id, image_source
 
 __all__ = [
@@ -73,17 +72,16 @@ _RANK = 8  # dimension of each driver model's weight basis
 
 
 def bold5000_session_runs(subject: str = "CSI1") -> list[int]:
-    """Runs per session of a subject under the synthetic convention (see module notes).
+    """Runs per functional session of a subject, as in the real dataset (9 or 10 runs of 37 trials).
 
     Examples
     --------
     >>> bold5000_session_runs("CSI4")
-    [10, 10, 10, 9, 9, 9, 9, 9, 9]
+    [10, 9, 9, 10, 9, 9, 9, 9, 10]
     """
-    n_runs = len(bold5000_trial_order(subject)) // TRIALS_PER_RUN
-    n_sessions = N_SESSIONS[subject]
-    n_long = n_runs - 9 * n_sessions
-    return [10] * n_long + [9] * (n_sessions - n_long)
+    if subject not in SESSION_RUNS:
+        raise ValueError(f"unknown subject {subject!r}; expected one of {list(SESSION_RUNS)}")
+    return list(SESSION_RUNS[subject])
 
 
 def bold5000_trials(subject: str = "CSI1", n_sessions: int | None = None, n_trials: int | None = None) -> pd.DataFrame:
@@ -410,22 +408,32 @@ def _check_features(features: xr.DataArray, trials: pd.DataFrame, subject: str) 
 
 
 def groundtruth_path(root: str | os.PathLike[str], subject: str = "CSI1", release: int | str = 2) -> Path:
-    """Where a synthetic tree keeps its ground truth for ``release`` (2, 1 or ``"bids"``)."""
+    """Where a synthetic tree keeps its ground truth for ``release`` (2, 1 or ``"bids"``).
+
+    Release 2: ``<root>/<SUBJ>_groundtruth.nc`` beside the flat betas; a tree written by earlier
+    versions (``derivatives/GLMsingle/<SUBJ>/``) is found there.
+    """
     root = Path(root)
     paths = {
-        "2": root / "derivatives" / "GLMsingle" / subject / f"{subject}_groundtruth.nc",
+        "2": root / f"{subject}_groundtruth.nc",
         "1": root / "ROIs" / subject / f"{subject}_groundtruth.nc",
         "bids": root / "derivatives" / "synthetic" / f"sub-{subject}_groundtruth.nc",
     }
     if str(release) not in paths:
         raise ValueError(f"unknown release {release!r}; expected one of 2, 1, 'bids'")
+    earlier = root / "derivatives" / "GLMsingle" / subject / f"{subject}_groundtruth.nc"
+    if str(release) == "2" and not paths["2"].exists() and earlier.exists():
+        return earlier
     return paths[str(release)]
 
 
-def save_nifti(volume: np.ndarray, affine: np.ndarray, path: Path, tr: float | None = None) -> None:
-    """Save a float32 volume as (gzipped) NIfTI-1 with mm units, and the TR for 4-D time series."""
+def save_nifti(
+    volume: np.ndarray, affine: np.ndarray, path: Path, tr: float | None = None, description: str = ""
+) -> None:
+    """Save a float32 volume as (gzipped) NIfTI-1 with mm units, the TR for 4-D time series, a description."""
     image = nib.Nifti1Image(volume, affine)
     image.header.set_xyzt_units("mm", "sec")
+    image.header["descrip"] = description.encode()[:79]
     if tr is not None:
         image.header.set_zooms(image.header.get_zooms()[:3] + (tr,))
     nib.save(image, path)

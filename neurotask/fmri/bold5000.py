@@ -1,49 +1,52 @@
-"""BOLD5000 release layouts: find a subject's files and read them one session at a time.
+"""BOLD5000 as it lies on disk: subjects, ROIs, sessions, volume grids and streaming NIfTI reads.
 
-Three layouts are read (file names as in the real releases, see the cross-helper contract A):
+The shared core of the layout readers (``bold5000/LAYOUTS.md`` lists the real files):
 
-* **release 2** (GLMsingle, primary): ``derivatives/GLMsingle/<SUBJ>/<SUBJ>_GLMbetas-<TYPE>_ses-XX.nii.gz``
-  (4-D, one volume per trial), ``<SUBJ>_imgnames.txt``, ``<SUBJ>_brainmask.nii.gz`` and ROI masks
-  ``derivatives/ROIs/<SUBJ>/<SUBJ>_mask-<ROI>.nii.gz``;
-* **release 1** ROI files: ``ROIs/<SUBJ>/mat/<SUBJ>_ROIs_TR<k>.mat`` (one (trial, voxel) matrix per
-  ROI) and ``ROIs/stim_lists/CSI0N_stim_lists.txt`` (repeats carry a ``rep_`` prefix);
-* **BIDS** (OpenNeuro ds001499): ``sub-<SUBJ>/ses-XX/func/*_task-5000scenes_run-YY_bold.nii.gz`` with
-  ``*_events.tsv``; a trial is the mean of chosen volumes after its onset; localizer runs are skipped.
+* :mod:`neurotask.fmri.release2` — GLMsingle betas (primary), flat as downloaded from figshare;
+* :mod:`neurotask.fmri.release1` — release-1 ROI ``.mat``/``.h5`` files;
+* :mod:`neurotask.fmri.bids` — OpenNeuro ds001499 runs, fmriprep's preprocessed T1w runs preferred;
+* :mod:`neurotask.fmri.layouts` — ``read_layout``, ``available_sessions``, ``input_files``.
 
-A reader returns a :class:`Layout`: the trial order, per-session trial labels, the volume grid and the
-mask/ROI files, and per session a ``read(voxels)`` function returning that session's responses of
-the chosen voxels as ``(trial, voxel)`` float32. NIfTI files are decompressed as a stream, volume by
-volume, keeping only the chosen voxels, so memory is bounded by one session's masked responses.
+A reader returns a :class:`Layout`: the trial order, per-session trial labels, the volume grid,
+the mask/ROI files, and per session a ``read(voxels)`` function returning that session's responses
+of the chosen voxels as ``(trial, voxel)`` float32. NIfTI files are decompressed as a stream,
+volume by volume, keeping only the chosen voxels, so memory is bounded by one session's masked
+responses.
 """
 
 from __future__ import annotations
 
-import csv
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
-from neurotask.stimuli import image_id
-
 __all__ = [
-    "BETAS",
-    "LAYOUTS",
     "ROIS",
     "ROI_ALIASES",
+    "SEARCH_DEPTH",
+    "SESSION_RUNS",
     "SUBJECTS",
+    "TRIALS_PER_RUN",
     "Grid",
     "Layout",
     "Session",
     "canonical_roi",
     "canonical_subject",
-    "read_layout",
+    "check_grids",
+    "first_volume",
+    "grid_of",
+    "mean_abs_volume",
+    "read_lines",
     "read_volumes",
+    "real_session_trials",
+    "runs_of",
+    "walk_folders",
 ]
 
 SUBJECTS = ("CSI1", "CSI2", "CSI3", "CSI4")
@@ -51,19 +54,25 @@ SUBJECTS = ("CSI1", "CSI2", "CSI3", "CSI4")
 #: The ten BOLD5000 ROIs, in the order voxels are labeled and release-1 columns are concatenated.
 ROIS = ("LHEarlyVis", "RHEarlyVis", "LHLOC", "RHLOC", "LHOPA", "RHOPA", "LHPPA", "RHPPA", "LHRSC", "RHRSC")
 
-#: BOLD5000's inconsistent ROI file names, mapped to the canonical ones.
+#: BOLD5000's inconsistent ROI file names (CSI2/CSI3 spell LHLO/RHLO, CSI2 RHRRSC), mapped to the canonical ones.
 ROI_ALIASES = {"LHLO": "LHLOC", "RHLO": "RHLOC", "LHRRSC": "LHRSC", "RHRRSC": "RHRSC"}
 
-#: GLMsingle beta versions: the name selects the file-name variant.
-BETAS = {
-    "TYPEA": "TYPEA-ONOFF",
-    "TYPEB": "TYPEB-FITHRF",
-    "TYPEC": "TYPEC-FITHRF-GLMDENOISE",
-    "TYPED": "TYPED-FITHRF-GLMDENOISE-RR",
+TRIALS_PER_RUN = 37
+
+#: Runs per functional session of each subject (9 or 10 runs of 37 trials: 333 or 370 trials), from
+#: the runs of OpenNeuro ds001499 (``bold5000/sessions.tsv``). They add up to the trial orders
+#: (5254 trials for CSI1-3, 3108 for CSI4).
+SESSION_RUNS = {
+    "CSI1": (10, 10, 10, 9, 10, 9, 10, 9, 9, 10, 9, 9, 9, 9, 10),
+    "CSI2": (10, 9, 10, 10, 10, 9, 9, 9, 9, 9, 10, 10, 9, 10, 9),
+    "CSI3": (10, 9, 10, 9, 10, 10, 10, 9, 9, 9, 10, 9, 9, 9, 10),
+    "CSI4": (10, 9, 9, 10, 9, 9, 9, 9, 10),
 }
 
-_SESSION = re.compile(r"_ses-(\d+)")
-_RUN = re.compile(r"_run-(\d+)")
+#: Folder levels below ``root`` searched for a subject's files (root itself is level 0).
+SEARCH_DEPTH = 3
+#: Folders never searched: stores written by neurotask (thousands of chunk folders) and their staging copies.
+_SKIPPED_SUFFIXES = (".zarr", ".staging")
 
 
 def canonical_subject(subject: str | int) -> str:
@@ -80,6 +89,11 @@ def canonical_roi(name: str) -> str:
     """The canonical ROI name of a BOLD5000 ROI name (``"LHLO"`` → ``"LHLOC"``); unknown names pass through."""
     by_upper = {roi.upper(): roi for roi in ROIS} | {k.upper(): v for k, v in ROI_ALIASES.items()}
     return by_upper.get(name.upper(), name)
+
+
+def real_session_trials(subject: str) -> list[int]:
+    """Trials per functional session of a subject, from :data:`SESSION_RUNS`."""
+    return [TRIALS_PER_RUN * runs for runs in SESSION_RUNS[subject]]
 
 
 @dataclass(frozen=True)
@@ -113,31 +127,83 @@ class Session:
 
 @dataclass
 class Layout:
-    """Everything a loader needs to know about one subject's files in one release layout."""
+    """Everything a loader needs to know about one subject's files in one release layout.
+
+    ``files`` lists every input file the layout reads (what :func:`neurotask.fmri.input_files`
+    returns); ``mask_files`` are brain masks on the grid, intersected when there are several
+    (fmriprep writes one per run).
+    """
 
     release: int | str
     subject: str
     stimuli: list[str]
     sessions: list[Session]
+    files: list[Path]
     grid: Grid | None = None
-    mask_file: Path | None = None
+    mask_files: tuple[Path, ...] = ()
     roi_files: dict[str, Path] = field(default_factory=dict)
     column_roi: np.ndarray | None = None
     details: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def files(self) -> list[Path]:
-        extra = [self.mask_file] if self.mask_file else []
-        return [f for s in self.sessions for f in s.files] + extra + list(self.roi_files.values())
+
+def walk_folders(root: Path, max_depth: int = SEARCH_DEPTH) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` for ``root`` and its sub-folders down to ``max_depth`` levels, breadth first.
+
+    Hidden folders and neurotask stores (``*.zarr``) are skipped; names are sorted, so the order is
+    reproducible. Only folder listings are read.
+    """
+    level = [root]
+    for depth in range(max_depth + 1):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except (PermissionError, FileNotFoundError, NotADirectoryError):
+                continue
+            files = [e.name for e in entries if e.is_file()]
+            yield folder, files
+            if depth < max_depth:
+                below += [
+                    Path(e.path) for e in entries
+                    if e.is_dir() and not e.name.startswith(".") and not e.name.endswith(_SKIPPED_SUFFIXES)
+                ]
+        level = below
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of a text file (LF or CRLF)."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def runs_of(n_trials: int, trials_per_run: int, where: str) -> np.ndarray:
+    """1-based run labels of a session's trials (consecutive blocks of ``trials_per_run``)."""
+    if n_trials % trials_per_run:
+        raise ValueError(
+            f"{where} holds {n_trials} trials, not a multiple of trials_per_run={trials_per_run}; "
+            f"pass the right trials_per_run (BOLD5000 runs hold 37 trials)."
+        )
+    return np.arange(n_trials) // trials_per_run + 1
+
+
+def check_grids(files: Sequence[Path]) -> Grid:
+    """The common grid of NIfTI files (headers only); an error names a file on another grid."""
+    grids = [grid_of(f) for f in files]
+    for f, grid in zip(files[1:], grids[1:]):
+        if not grid.matches(grids[0]):
+            raise ValueError(
+                f"{f.name} lies on another grid than {files[0].name}: shape {grid.shape} vs "
+                f"{grids[0].shape}, affine\n{grid.affine}\nvs\n{grids[0].affine}"
+            )
+    return grids[0]
+
+
+def grid_of(path: Path) -> Grid:
+    img = nib.load(path)
+    return Grid(tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, dtype=float))
 
 
 # --------------------------------------------------------------------------------------------
 # streaming NIfTI reads
-
-
-def _grid_of(path: Path) -> Grid:
-    img = nib.load(path)
-    return Grid(tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, dtype=float))
 
 
 def _stream_volumes(path: Path, volumes: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -193,6 +259,11 @@ def read_volumes(path: str | Path, voxels: np.ndarray, volumes: Sequence[int] | 
     return out
 
 
+def first_volume(path: str | Path) -> np.ndarray:
+    """The first volume of a NIfTI file, flat in F order, float32 (one volume decompressed)."""
+    return next(_stream_volumes(Path(path), [0]))[1]
+
+
 def mean_abs_volume(path: str | Path) -> np.ndarray:
     """Mean over volumes of ``|value|`` (non-finite as 0), as a 3-D array: the image a mask is derived from."""
     path = Path(path)
@@ -203,260 +274,3 @@ def mean_abs_volume(path: str | Path) -> np.ndarray:
         total += np.abs(np.nan_to_num(volume, nan=0.0, posinf=0.0, neginf=0.0))
         count += 1
     return (total / max(count, 1)).reshape(shape, order="F")
-
-
-# --------------------------------------------------------------------------------------------
-# release 2
-
-
-def _runs_of(n_trials: int, trials_per_run: int, where: str) -> np.ndarray:
-    if n_trials % trials_per_run:
-        raise ValueError(
-            f"{where} holds {n_trials} trials, not a multiple of trials_per_run={trials_per_run}; "
-            f"pass the right trials_per_run (BOLD5000 runs hold 37 trials)."
-        )
-    return np.arange(n_trials) // trials_per_run + 1
-
-
-def _read_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def _check_grids(files: Sequence[Path]) -> Grid:
-    grids = [_grid_of(f) for f in files]
-    for f, grid in zip(files[1:], grids[1:]):
-        if not grid.matches(grids[0]):
-            raise ValueError(
-                f"{f.name} lies on another grid than {files[0].name}: shape {grid.shape} vs "
-                f"{grids[0].shape}, affine\n{grid.affine}\nvs\n{grids[0].affine}"
-            )
-    return grids[0]
-
-
-def _roi_files(root: Path, subject: str) -> dict[str, Path]:
-    folder = root / "derivatives" / "ROIs" / subject
-    files = {}
-    for path in sorted(folder.glob(f"{subject}_mask-*.nii*")):
-        name = path.name.split("_mask-", 1)[1].split(".nii", 1)[0]
-        files[canonical_roi(name)] = path
-    return files
-
-
-def _release2(root: Path, subject: str, *, betas: str = "TYPED", trials_per_run: int = 37, **_: object) -> Layout:
-    if betas not in BETAS:
-        raise ValueError(f"unknown betas {betas!r}; expected one of {sorted(BETAS)}")
-    folder = root / "derivatives" / "GLMsingle" / subject
-    files = sorted(folder.glob(f"{subject}_GLMbetas-{BETAS[betas]}_ses-*.nii*"))
-    if not files:
-        present = sorted(p.name for p in folder.glob("*"))[:10] if folder.exists() else "folder missing"
-        raise FileNotFoundError(
-            f"no release-2 betas {subject}_GLMbetas-{BETAS[betas]}_ses-XX.nii.gz in {folder} "
-            f"(found: {present}). Check root and subject, or choose betas= among {sorted(BETAS)}."
-        )
-    files.sort(key=lambda f: int(_SESSION.search(f.name).group(1)))
-    names_file = folder / f"{subject}_imgnames.txt"
-    if not names_file.exists():
-        raise FileNotFoundError(f"the trial order {names_file} is missing")
-    stimuli = _read_lines(names_file)
-    grid = _check_grids(files)
-    sessions = []
-    for f in files:
-        shape = nib.load(f).shape
-        n_trials = int(shape[3]) if len(shape) > 3 else 1
-        number = int(_SESSION.search(f.name).group(1))
-        sessions.append(Session(number, _runs_of(n_trials, trials_per_run, f.name), partial(_read_file, f), (f,)))
-    total = sum(s.n_trials for s in sessions)
-    if total != len(stimuli):
-        raise ValueError(f"{names_file.name} lists {len(stimuli)} trials but the betas hold {total}")
-    mask = folder / f"{subject}_brainmask.nii.gz"
-    return Layout(
-        release=2, subject=subject, stimuli=stimuli, sessions=sessions, grid=grid,
-        mask_file=mask if mask.exists() else None, roi_files=_roi_files(root, subject),
-        details={"betas": betas, "trials_per_run": trials_per_run},
-    )
-
-
-def _read_file(path: Path, voxels: np.ndarray) -> np.ndarray:
-    return read_volumes(path, voxels)
-
-
-# --------------------------------------------------------------------------------------------
-# release 1
-
-
-def _tr_files(tr: int | Sequence[int]) -> tuple[str, ...]:
-    trs = (tr,) if isinstance(tr, int) else tuple(tr)
-    allowed = {1, 2, 3, 4, 5, 34}
-    if not trs or any(t not in allowed for t in trs):
-        raise ValueError(f"tr must be one of {sorted(allowed)} or a sequence of 1..5, e.g. (3, 4); got {tr!r}")
-    return tuple(f"TR{t}" for t in trs)
-
-
-def _load_roi_file(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix == ".mat":
-        import scipy.io
-
-        try:
-            content = scipy.io.loadmat(path)
-        except NotImplementedError:  # MATLAB v7.3 files are HDF5
-            content = None
-        if content is not None:
-            return {canonical_roi(k): np.asarray(v, dtype=np.float32) for k, v in content.items() if not k.startswith("__")}
-    try:
-        import h5py
-    except ImportError as error:
-        raise ImportError(f"{path.name} is an HDF5 (MATLAB v7.3) file; reading it needs h5py: pip install h5py") from error
-    with h5py.File(path, "r") as f:  # HDF5 stores MATLAB matrices transposed
-        return {canonical_roi(k): np.asarray(f[k], dtype=np.float32).T for k in f.keys() if not k.startswith("#")}
-
-
-def _session_sizes_from_betas(root: Path, subject: str) -> list[int] | None:
-    folder = root / "derivatives" / "GLMsingle" / subject
-    files = sorted(folder.glob(f"{subject}_GLMbetas-*_ses-*.nii*"))
-    by_session: dict[int, int] = {}
-    for f in files:
-        shape = nib.load(f).shape
-        by_session.setdefault(int(_SESSION.search(f.name).group(1)), int(shape[3]) if len(shape) > 3 else 1)
-    return [by_session[s] for s in sorted(by_session)] or None
-
-
-def _release1(
-    root: Path,
-    subject: str,
-    *,
-    tr: int | Sequence[int] = (3, 4),
-    session_trials: Sequence[int] | None = None,
-    trials_per_run: int = 37,
-    **_: object,
-) -> Layout:
-    folder = root / "ROIs" / subject / "mat"
-    matrices: dict[str, np.ndarray] = {}
-    files = []
-    for name in _tr_files(tr):
-        candidates = [folder / f"{subject}_ROIs_{name}.{ext}" for ext in ("mat", "h5")]
-        path = next((p for p in candidates if p.exists()), None)
-        if path is None:
-            raise FileNotFoundError(f"release-1 ROI file {candidates[0]} (or .h5) is missing; check root, subject and tr")
-        files.append(path)
-        for roi, values in _load_roi_file(path).items():
-            matrices[roi] = matrices.get(roi, 0) + values / len(_tr_files(tr))
-    number = subject.removeprefix("CSI")
-    stim_file = root / "ROIs" / "stim_lists" / f"CSI{int(number):02d}_stim_lists.txt"
-    if not stim_file.exists():
-        raise FileNotFoundError(f"the release-1 stimulus list {stim_file} is missing")
-    stimuli = [name.removeprefix("rep_") for name in _read_lines(stim_file)]
-    rois = [r for r in ROIS if r in matrices] + sorted(r for r in matrices if r not in ROIS)
-    data = np.concatenate([matrices[r] for r in rois], axis=1).astype(np.float32)
-    if data.shape[0] != len(stimuli):
-        raise ValueError(f"{stim_file.name} lists {len(stimuli)} trials but the ROI matrices hold {data.shape[0]}")
-    column_roi = np.concatenate([np.full(matrices[r].shape[1], r, dtype=object) for r in rois])
-    sizes = list(session_trials) if session_trials is not None else _session_sizes_from_betas(root, subject)
-    source = "session_trials" if session_trials is not None else ("release-2 betas" if sizes else "none")
-    sizes = sizes or [len(stimuli)]
-    if sum(sizes) != len(stimuli):
-        raise ValueError(f"session_trials sum to {sum(sizes)}; the release-1 files hold {len(stimuli)} trials")
-    bounds = np.cumsum([0, *sizes])
-    sessions = [
-        Session(s + 1, _runs_of(n, trials_per_run, f"session {s + 1}"), partial(_rows, data, bounds[s], bounds[s + 1]), ())
-        for s, n in enumerate(sizes)
-    ]
-    sessions[0].files = tuple(files) + (stim_file,)
-    return Layout(
-        release=1, subject=subject, stimuli=stimuli, sessions=sessions, column_roi=column_roi,
-        details={"tr": list(_tr_files(tr)), "session_boundaries": source, "trials_per_run": trials_per_run},
-    )
-
-
-def _rows(data: np.ndarray, start: int, stop: int, columns: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(data[start:stop][:, columns])
-
-
-# --------------------------------------------------------------------------------------------
-# BIDS
-
-
-def _bids(
-    root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), repetition_time: float | None = None, **_: object
-) -> Layout:
-    offsets = (3, 4) if tr == 34 else ((tr,) if isinstance(tr, int) else tuple(tr))
-    if not offsets or any(not 1 <= t <= 20 for t in offsets):
-        raise ValueError(f"tr must name TRs after onset, 1-based (e.g. (3, 4)); got {tr!r}")
-    runs = sorted(
-        (root / f"sub-{subject}").glob(f"ses-*/func/sub-{subject}_ses-*_task-5000scenes_run-*_bold.nii*"),
-        key=lambda f: (int(_SESSION.search(f.name).group(1)), int(_RUN.search(f.name).group(1))),
-    )
-    if not runs:
-        raise FileNotFoundError(f"no BIDS runs sub-{subject}/ses-XX/func/*_task-5000scenes_run-YY_bold.nii.gz under {root}")
-    grid = _check_grids(runs)
-    by_session: dict[int, list[tuple[Path, int, list[int]]]] = {}
-    stimuli: list[str] = []
-    used_tr = []
-    for path in runs:
-        events = Path(str(path).split("_bold.nii")[0] + "_events.tsv")
-        with events.open(newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        img = nib.load(path)
-        zooms = img.header.get_zooms()
-        seconds = repetition_time or (float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 2.0)
-        used_tr.append(seconds)
-        volumes = [int(round(float(r["onset"]) / seconds)) + k - 1 for r in rows for k in offsets]
-        n_volumes = int(img.shape[3]) if len(img.shape) > 3 else 1
-        if volumes and max(volumes) >= n_volumes:
-            raise ValueError(
-                f"{path.name} has {n_volumes} volumes, but tr={tr!r} after its last onset needs volume "
-                f"{max(volumes)}; choose earlier TRs"
-            )
-        stimuli += [r["ImgName"].strip().removeprefix("rep_") for r in rows]
-        by_session.setdefault(int(_SESSION.search(path.name).group(1)), []).append(
-            (path, int(_RUN.search(path.name).group(1)), volumes)
-        )
-    sessions = []
-    for number in sorted(by_session):
-        pieces = by_session[number]
-        run_labels = np.concatenate([np.full(len(v) // len(offsets), run) for _, run, v in pieces])
-        sessions.append(
-            Session(number, run_labels, partial(_read_bids_session, pieces, len(offsets)), tuple(p for p, _, _ in pieces))
-        )
-    mask = root / "derivatives" / "GLMsingle" / subject / f"{subject}_brainmask.nii.gz"
-    return Layout(
-        release="bids", subject=subject, stimuli=stimuli, sessions=sessions, grid=grid,
-        mask_file=mask if mask.exists() else None, details={"tr": list(offsets), "repetition_time": sorted(set(used_tr))},
-    )
-
-
-def _read_bids_session(pieces: list[tuple[Path, int, list[int]]], n_offsets: int, voxels: np.ndarray) -> np.ndarray:
-    blocks = []
-    for path, _, volumes in pieces:
-        values = read_volumes(path, voxels, volumes)
-        blocks.append(values.reshape(-1, n_offsets, voxels.size).mean(axis=1, dtype=np.float64).astype(np.float32))
-    return np.concatenate(blocks, axis=0)
-
-
-#: Release readers by name; ``read_layout`` dispatches on the ``release`` argument.
-LAYOUTS: dict[int | str, Callable[..., Layout]] = {2: _release2, 1: _release1, "bids": _bids}
-
-
-def read_layout(root: str | Path, subject: str | int = "CSI1", release: int | str = 2, **options: object) -> Layout:
-    """Describe one subject's files in one release layout (reads headers and small text files only).
-
-    Parameters
-    ----------
-    root : path-like
-        The BOLD5000 root folder.
-    subject : str or int
-        ``"CSI1"`` … ``"CSI4"``.
-    release : {2, 1, "bids"}
-        Which layout to read.
-    **options
-        Layout options: ``betas`` and ``trials_per_run`` (release 2), ``tr``, ``session_trials``
-        (release 1), ``tr``, ``repetition_time`` (BIDS).
-    """
-    key = release.lower() if isinstance(release, str) and not release.isdigit() else int(release)
-    if key not in LAYOUTS:
-        raise ValueError(f"unknown release {release!r}; expected one of {list(LAYOUTS)}")
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"BOLD5000 root {str(root)!r} is not a directory")
-    layout = LAYOUTS[key](root, canonical_subject(subject), **options)
-    layout.stimuli = [image_id(name) for name in layout.stimuli]
-    return layout

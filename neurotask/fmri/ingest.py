@@ -42,10 +42,11 @@ import numpy as np
 import xarray as xr
 from rich.progress import Progress
 
-from neurotask.fmri.bold5000 import Layout, mean_abs_volume, read_layout
-from neurotask.fmri.masking import VoxelScreen, derive_mask, load_mask, roi_labels
+from neurotask.fmri.bold5000 import Layout
+from neurotask.fmri.layouts import read_layout
+from neurotask.fmri.masking import MaskLike, VoxelScreen, brain_mask, load_mask, roi_labels
 from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
-from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array, sha256_file
+from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array
 
 __all__ = ["load_bold5000"]
 
@@ -74,9 +75,6 @@ def _presentations(images: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return presentation, repeat
 
 
-MaskLike = str | os.PathLike[str] | nib.spatialimages.SpatialImage
-
-
 def _candidates(
     layout: Layout, mask: MaskLike | None, resample_mask: bool
 ) -> tuple[dict[str, object], np.ndarray | None]:
@@ -85,17 +83,11 @@ def _candidates(
         n = layout.column_roi.size
         return {"index": np.arange(n), "ijk": (np.full(n, -1),) * 3, "roi": layout.column_roi, "mask": "none"}, None
     grid = layout.grid
-    if mask is not None:
-        volume = load_mask(mask, grid, resample=resample_mask)
-        source = f"given:{sha256_file(mask)}" if isinstance(mask, (str, os.PathLike)) else "given:image"
-    elif layout.mask_file is not None:
-        volume, source = load_mask(layout.mask_file, grid, resample=resample_mask), f"tree:{layout.mask_file.name}"
-    else:
-        first = layout.sessions[0].files[0]
-        volume, source = derive_mask(mean_abs_volume(first), grid), f"derived:compute_epi_mask({first.name})"
-        logger.info("no brain mask given or found: derived one from %s (%d voxels)", first.name, volume.sum())
+    volume, source = brain_mask(mask, grid, layout.mask_files, layout.sessions[0].files[0], resample=resample_mask)
     if not volume.any():
-        raise ValueError(f"the brain mask ({source}) holds no voxel; pass a mask= that covers the brain")
+        raise ValueError(
+            f"the brain mask ({source}) holds no voxel; pass a mask= that covers the brain, or mask='finite'"
+        )
     ijk = np.nonzero(volume)
     rois = {
         name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}")
@@ -143,7 +135,40 @@ def _stage(layout: Layout, candidates: dict[str, object], path: Path, parameters
 def _mask_id(mask: MaskLike | None) -> str | None:
     if mask is None or isinstance(mask, (str, os.PathLike)):
         return None if mask is None else str(mask)
+    if isinstance(mask, np.ndarray):
+        return f"array:{sha256_array(np.asarray(mask))}"
     return f"image:{sha256_array(np.asarray(mask.dataobj))}"
+
+
+def _is_path(mask: MaskLike | None) -> bool:
+    return isinstance(mask, os.PathLike) or (isinstance(mask, str) and mask != "finite")
+
+
+def _dropped(layout: Layout, keep: np.ndarray, screened: dict[str, int], finite: bool) -> dict[str, int]:
+    """Dropped-voxel counts by reason; with mask="finite" there is no mask, only the finiteness screen."""
+    n_grid = int(np.prod(layout.grid.shape)) if layout.grid is not None else keep.size
+    if finite:
+        return {"outside_mask": 0, **screened,
+                "nonfinite_in_session": screened["nonfinite_in_session"] + n_grid - keep.size}  # fmt: skip
+    return {"outside_mask": n_grid - keep.size, **screened}
+
+
+def _check_survivors(layout: Layout, keep: np.ndarray, screened: dict[str, int], dropped: dict[str, int],
+                     source: str) -> None:
+    """A clear error when the screens leave no voxel, naming what each screen removed."""
+    if keep.any():
+        return
+    removed = ", ".join(f"{reason.replace('_', ' ')}: {count}" for reason, count in dropped.items())
+    misfit = screened["nonfinite_in_session"] == keep.size and source.startswith(("tree:", "given:"))
+    hint = (
+        "The mask may not fit the betas (they are non-finite everywhere in it): pass mask='finite' to keep the "
+        "voxels finite in every session, or resample_mask=True for a mask on another grid."
+        if misfit else "Check the input files."
+    )
+    raise ValueError(
+        f"no voxel of {layout.subject} survives the voxel screens: {keep.size} candidates in the brain mask "
+        f"({source}); dropped {removed}. {hint}"
+    )
 
 
 def _output_path(store: str | os.PathLike[str] | None, subject: str) -> Path:
@@ -168,6 +193,7 @@ def load_bold5000(
     resample_mask: bool = False,
     trials_per_run: int = 37,
     session_trials: Sequence[int] | None = None,
+    preprocessed: bool | None = None,
     voxel_chunk: int = VOXEL_CHUNK,
     overwrite: bool = False,
     progress: bool = True,
@@ -177,7 +203,9 @@ def load_bold5000(
     Parameters
     ----------
     root : path-like
-        The BOLD5000 root folder (holding ``derivatives/``, ``ROIs/`` or ``sub-CSIx/``).
+        Release 2: the folder holding the downloaded files (``CSI1_GLMbetas-…_ses-01.nii.gz``,
+        ``CSI1_brainmask.nii.gz``, ``CSI1_imgnames.txt``), or a folder up to three levels above it.
+        Release 1: the folder holding ``ROIs/``. BIDS: the dataset folder holding ``sub-CSIx/``.
     subject : str or int
         ``"CSI1"`` … ``"CSI4"`` (``"sub-CSI1"`` and ``1`` are accepted).
     release : {2, 1, "bids"}
@@ -186,15 +214,17 @@ def load_bold5000(
         Where to write the responses store. None writes to a new temporary folder (logged; not
         resumable across processes). An existing complete store with the same parameters is
         reopened without reading any input; an interrupted one is resumed.
-    mask : path-like or nibabel image, optional
-        Brain mask (binarized > 0). Default: the tree's
-        ``derivatives/GLMsingle/<SUBJ>/<SUBJ>_brainmask.nii.gz`` (release 2 and BIDS); when there is
-        none, one is derived from the first file's mean ``|value|`` volume with
-        ``nilearn.masking.compute_epi_mask``. Ignored for release 1 (ROI columns).
+    mask : None, "finite", path-like, nibabel image or array of bool, shape (x, y, z), optional
+        Brain mask (binarized > 0). Default: the tree's ``CSIX_brainmask.nii.gz`` beside the betas
+        (release 2), the intersection of fmriprep's run brain masks (BIDS); when there is none,
+        one is derived from the first file's mean ``|value|`` volume with
+        ``nilearn.masking.compute_epi_mask``. ``"finite"``: no mask, every voxel finite in every
+        session (for a shipped mask that does not fit the betas). Ignored for release 1.
     normalize : {"session", "run", "none"}
         z-score each voxel within session (default) or run (ddof=0), or keep raw values.
     betas : {"TYPEA", "TYPEB", "TYPEC", "TYPED"}
-        GLMsingle beta version (release 2).
+        GLMsingle beta version (release 2): TYPEA-ASSUMEHRF, TYPEB-FITHRF (also spelled TYBEB),
+        TYPEC-FITHRF-GLMDENOISE, TYPED-FITHRF-GLMDENOISE-RR (recommended); a published name works too.
     tr : int or sequence of int
         TRs after onset, 1-based. Release 1: ``(3, 4)`` averages the TR3 and TR4 files, ``34`` reads
         the TR34 file, ``k`` reads TRk. BIDS: the volumes ``onset/TR + k - 1`` averaged per trial.
@@ -205,7 +235,12 @@ def load_bold5000(
         Trials per run (37 in BOLD5000); runs are numbered 1.. within each session (releases 1, 2).
     session_trials : sequence of int, optional
         Release 1 only: trials per session (the ROI files do not say). Default: read from release-2
-        betas in the same tree if present, else all trials form session 1 (a warning is logged).
+        betas in the same tree if present, else BOLD5000's real sessions when the stimulus list
+        covers whole sessions, else all trials form session 1 (a warning is logged).
+    preprocessed : bool, optional
+        BIDS only: read fmriprep's ``derivatives/fmriprep/…_bold_space-T1w_preproc.nii.gz`` runs
+        (True) or the raw runs (False). Default: the fmriprep runs when the subject has any. The
+        choice is recorded in attrs ``bids_runs`` ("fmriprep-T1w" or "raw").
     voxel_chunk : int
         Voxels per store chunk.
     overwrite : bool
@@ -221,7 +256,8 @@ def load_bold5000(
         (the image is shown more than once) on trial; ``i, j, k`` on voxel (-1 for release 1, which
         has no voxel positions) and ``roi`` when ROI masks exist ("" outside them). Attrs: subject,
         release, affine (JSON), volume_shape, mask_sha256 (of the kept-voxel volume), dropped_voxels
-        (JSON counts by reason), normalization, and the layout's choices (betas, tr).
+        (JSON counts by reason), mask_source, normalization, and the layout's choices (betas, tr,
+        bids_runs).
 
     Examples
     --------
@@ -230,14 +266,15 @@ def load_bold5000(
     """
     normalize = _check(normalize)
     layout = read_layout(
-        root, subject, release, betas=betas, tr=tr, trials_per_run=trials_per_run, session_trials=session_trials
+        root, subject, release, betas=betas, tr=tr, trials_per_run=trials_per_run, session_trials=session_trials,
+        preprocessed=preprocessed,
     )
     path = _output_path(store, layout.subject)
     parameters = {
         "root": str(Path(root).resolve()), "subject": layout.subject, "release": layout.release,
         "mask": _mask_id(mask), "resample_mask": resample_mask,
         "normalize": normalize, "voxel_chunk": voxel_chunk, **layout.details,
-        "inputs": _fingerprint(layout.files + ([Path(mask)] if isinstance(mask, (str, os.PathLike)) else [])),
+        "inputs": _fingerprint(layout.files + ([Path(mask)] if _is_path(mask) else [])),
     }
     if path.exists():
         existing = open_store(path, kind="responses", allow_incomplete=True).attrs.get("parameters")
@@ -259,9 +296,11 @@ def load_bold5000(
         started = time.perf_counter()
         screen = _stage(layout, candidates, staging, {**stage_parameters, "stage": True}, bar)
         logger.info("staged %d sessions in %.1f s", len(layout.sessions), time.perf_counter() - started)
-        keep, dropped = screen.keep(by_run=normalize == "run")
-        n_grid = int(np.prod(layout.grid.shape)) if layout.grid is not None else keep.size
-        dropped = {"outside_mask": n_grid - keep.size, **dropped}
+        keep, screened = screen.keep(by_run=normalize == "run")
+        dropped = _dropped(layout, keep, screened, isinstance(mask, str) and mask == "finite")
+        if not keep.any():
+            shutil.rmtree(staging, ignore_errors=True)
+            _check_survivors(layout, keep, screened, dropped, str(candidates["mask"]))
         for reason, count in dropped.items():
             logger.info("%s: dropped %d voxels (%s)", layout.subject, count, reason)
         started = time.perf_counter()

@@ -4,21 +4,33 @@ The kept voxels are the binarized (> 0) brain mask ∩ voxels finite in every se
 non-constant in every normalization group (every session; every run when z-scoring by run, since a
 run-constant voxel has no run z-score). Each excluded voxel is counted under the first reason that
 applies: outside the mask, non-finite in some session, constant in some session (or run).
+
+The brain mask (:func:`brain_mask`) is the tree's (release 2: ``CSIX_brainmask.nii.gz``; fmriprep:
+the intersection of the runs' masks), a given one (path, nibabel image, boolean array), or
+``"finite"``: no mask, every voxel finite in every session is kept — for when the shipped mask does
+not fit the betas (one public loader reports this for release 2).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from neurotask.fmri.bold5000 import ROIS, Grid
+from neurotask.fmri.bold5000 import ROIS, Grid, first_volume, mean_abs_volume
+from neurotask.stores import sha256_array, sha256_file
 
-__all__ = ["GridMismatchError", "VoxelScreen", "load_mask", "derive_mask", "roi_labels"]
+__all__ = ["MASK_CHOICES", "GridMismatchError", "MaskLike", "VoxelScreen", "brain_mask", "derive_mask", "load_mask",
+           "roi_labels"]
+
+#: What ``mask=`` accepts besides None (the tree's mask): the word "finite", or a mask itself.
+MaskLike = str | os.PathLike[str] | nib.spatialimages.SpatialImage | np.ndarray
+MASK_CHOICES = "None (the tree's brain mask), 'finite', a NIfTI path, a nibabel image or a boolean array"
 
 logger = logging.getLogger("neurotask.fmri")
 
@@ -81,6 +93,55 @@ def derive_mask(mean_volume: np.ndarray, grid: Grid) -> np.ndarray:
 
     img = nib.Nifti1Image(np.asarray(mean_volume, dtype=np.float32), grid.affine)
     return np.asarray(compute_epi_mask(img).dataobj) > 0
+
+
+def _array_mask(mask: np.ndarray, grid: Grid) -> np.ndarray:
+    values = np.asarray(mask)
+    if values.shape != grid.shape:
+        raise ValueError(f"mask is an array of shape {values.shape}; expected the betas' grid shape {grid.shape}")
+    return values.astype(bool) if values.dtype == bool else np.nan_to_num(values.astype(np.float64), nan=0.0) > 0
+
+
+def brain_mask(
+    mask: MaskLike | None, grid: Grid, tree_masks: Sequence[Path], first_file: Path, *, resample: bool = False
+) -> tuple[np.ndarray, str]:
+    """The candidate voxels on ``grid`` and where they come from (recorded as ``mask_source``).
+
+    Parameters
+    ----------
+    mask : None, "finite", path-like, nibabel image or array of bool, shape grid.shape
+        None: the intersection of ``tree_masks`` (derived from ``first_file`` with nilearn's
+        ``compute_epi_mask`` when there is none). "finite": voxels finite in ``first_file``'s first
+        volume (the finiteness screen then drops those non-finite in any session).
+    grid : Grid
+    tree_masks : sequence of Path
+        The layout's brain masks.
+    first_file : Path
+        The first session's first file.
+    resample : bool
+        Resample masks on another grid (nearest neighbour) instead of raising.
+
+    Returns
+    -------
+    (numpy.ndarray of bool, shape grid.shape, str)
+    """
+    if isinstance(mask, str) and mask == "finite":
+        return np.isfinite(first_volume(first_file)).reshape(grid.shape, order="F"), f"finite:{first_file.name}"
+    if isinstance(mask, np.ndarray):
+        return _array_mask(mask, grid), f"given:array:{sha256_array(np.asarray(mask))}"
+    if isinstance(mask, (str, os.PathLike)):
+        if not Path(mask).is_file():
+            raise FileNotFoundError(f"mask {str(mask)!r} is not a file; pass {MASK_CHOICES}")
+        return load_mask(mask, grid, resample=resample), f"given:{sha256_file(mask)}"
+    if mask is not None:
+        return load_mask(mask, grid, resample=resample), "given:image"
+    if tree_masks:
+        volume = np.logical_and.reduce([load_mask(m, grid, resample=resample) for m in tree_masks])
+        names = tree_masks[0].name if len(tree_masks) == 1 else f"intersection of {len(tree_masks)} run masks"
+        return volume, f"tree:{names}"
+    volume = derive_mask(mean_abs_volume(first_file), grid)
+    logger.info("no brain mask given or found: derived one from %s (%d voxels)", first_file.name, volume.sum())
+    return volume, f"derived:compute_epi_mask({first_file.name})"
 
 
 def roi_labels(

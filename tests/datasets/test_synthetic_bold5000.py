@@ -1,4 +1,4 @@
-"""Synthetic release-2 (GLMsingle) trees: files, shapes, real trial order, NaNs, planted truth."""
+"""Synthetic release-2 (GLMsingle) trees, flat as downloaded: files, shapes, real sessions, NaNs, planted truth."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from neurotask.datasets import (
-    RELEASE2_ROI_FILE_NAMES,
+    ROI_FILE_NAMES,
     ROI_NAMES,
     bold5000_session_runs,
     bold5000_trial_order,
@@ -28,7 +28,7 @@ N_FEATURES = 32
 
 
 def betas_path(root: Path, subject: str, session: int) -> Path:
-    return root / "derivatives" / "GLMsingle" / subject / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
+    return root / f"{subject}_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{session:02d}.nii.gz"
 
 
 def features_for(subject: str, n_sessions: int | None, seed: int = 0) -> xr.DataArray:
@@ -50,7 +50,7 @@ def load_betas(root: Path, subject: str, n_sessions: int) -> np.ndarray:
 
 def test_files_names_and_shapes(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> None:
     root, _, truth = tree
-    folder = root / "derivatives" / "GLMsingle" / "CSI1"
+    folder = root  # the figshare files lie flat in one folder
     runs = bold5000_session_runs("CSI1")
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = [-19.0, -23.0, -19.0]
@@ -58,6 +58,7 @@ def test_files_names_and_shapes(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> 
         image = nib.load(betas_path(root, "CSI1", session))
         assert image.shape == (20, 24, 20, 37 * runs[session - 1])
         assert image.get_data_dtype() == np.float32
+        assert b"percent signal change" in image.header["descrip"].item()
         np.testing.assert_array_equal(image.affine, affine)
         assert image.header.get_zooms()[:3] == (2.0, 2.0, 2.0)
     assert not betas_path(root, "CSI1", 4).exists()
@@ -65,22 +66,25 @@ def test_files_names_and_shapes(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> 
     assert mask.shape == (20, 24, 20)
     np.testing.assert_array_equal(mask.affine, affine)
     assert set(np.unique(mask.get_fdata())) == {0.0, 1.0}
+    spm = root / "derivatives" / "spm" / "sub-CSI1"  # OpenNeuro's ROI masks
     for roi in ROI_NAMES:
-        roi_image = nib.load(root / "derivatives" / "ROIs" / "CSI1" / f"CSI1_mask-{RELEASE2_ROI_FILE_NAMES[roi]}.nii.gz")
+        roi_image = nib.load(spm / f"sub-CSI1_mask-{ROI_FILE_NAMES['CSI1'][roi]}.nii.gz")
         assert roi_image.shape == (20, 24, 20)
         assert roi_image.get_fdata().sum() == (truth.roi.values == roi).sum() > 0
-    assert (root / "derivatives" / "ROIs" / "CSI1" / "CSI1_mask-LHLO.nii.gz").exists()
-    assert (root / "derivatives" / "ROIs" / "CSI1" / "CSI1_mask-RHRRSC.nii.gz").exists()
+    assert sorted(p.name for p in root.iterdir() if p.is_file()) == sorted(
+        [f"CSI1_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-{s:02d}.nii.gz" for s in (1, 2, 3)]
+        + ["CSI1_brainmask.nii.gz", "CSI1_imgnames.txt", "CSI1_groundtruth.nc"]
+    )
     # the ground truth file is plain NetCDF-3 that xarray reads without extra dependencies
     on_disk = xr.open_dataset(groundtruth_path(root, "CSI1", 2), engine="scipy")
     assert on_disk.sizes["voxel"] == mask.get_fdata().sum() == truth.sizes["voxel"]
     xr.testing.assert_equal(open_groundtruth(root, "CSI1"), truth)
-    assert set(json.loads(truth.attrs["files"])) >= {"derivatives/GLMsingle/CSI1/CSI1_imgnames.txt"}
+    assert set(json.loads(truth.attrs["files"])) >= {"CSI1_imgnames.txt", "derivatives/spm/sub-CSI1/sub-CSI1_mask-LHPPA.nii.gz"}
 
 
 def test_real_trial_order(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> None:
     root, _, _ = tree
-    names = (root / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_imgnames.txt").read_text().splitlines()
+    names = (root / "CSI1_imgnames.txt").read_text().splitlines()
     n = 37 * sum(bold5000_session_runs("CSI1")[:3])
     assert names == bold5000_trial_order("CSI1")[:n]
     assert sum(nib.load(betas_path(root, "CSI1", s)).shape[3] for s in (1, 2, 3)) == len(names) == 1110
@@ -89,7 +93,7 @@ def test_real_trial_order(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> None:
 def test_nans_where_documented(tree: tuple[Path, xr.DataArray, xr.Dataset]) -> None:
     root, _, truth = tree
     sessions = [np.asarray(nib.load(betas_path(root, "CSI1", s)).dataobj) for s in (1, 2, 3)]
-    brain = nib.load(root / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_brainmask.nii.gz").get_fdata() > 0
+    brain = nib.load(root / "CSI1_brainmask.nii.gz").get_fdata() > 0
     ijk = (truth.i.values, truth.j.values, truth.k.values)
     defect, defect_session = truth.defect.values, truth.defect_session.values
     assert {"nan", "nan_session", "constant_session"} <= set(defect)
@@ -172,8 +176,7 @@ def test_deterministic_per_seed(tmp_path: Path) -> None:
 def test_csi4_all_nine_sessions(tmp_path: Path) -> None:
     features = features_for("CSI4", None)
     truth = write_synthetic_bold5000(tmp_path, features, "CSI4", n_sessions=None, volume_shape=(12, 14, 12))
-    folder = tmp_path / "derivatives" / "GLMsingle" / "CSI4"
-    names = (folder / "CSI4_imgnames.txt").read_text().splitlines()
+    names = (tmp_path / "CSI4_imgnames.txt").read_text().splitlines()
     assert names == bold5000_trial_order("CSI4") and len(names) == 3108
     counts = [nib.load(betas_path(tmp_path, "CSI4", s)).shape[3] for s in range(1, 10)]
     assert counts == [37 * r for r in bold5000_session_runs("CSI4")] and sum(counts) == 3108
@@ -186,7 +189,7 @@ def test_truncation_nonbinary_mask_and_model_subset(tmp_path: Path) -> None:
     truth = write_synthetic_bold5000(tmp_path, features, n_sessions=1, n_trials=50, models=["jigsaw"], nonbinary_mask=True)
     assert nib.load(betas_path(tmp_path, "CSI1", 1)).shape[3] == 50
     assert set(truth.driver.values) == {"", "jigsaw"}
-    mask = nib.load(tmp_path / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_brainmask.nii.gz").get_fdata()
+    mask = nib.load(tmp_path / "CSI1_brainmask.nii.gz").get_fdata()
     inside = mask[truth.i.values, truth.j.values, truth.k.values]
     assert (inside > 0.5).all() and (inside <= 1).all() and len(np.unique(inside)) > 2
     assert (mask > 0).sum() == truth.sizes["voxel"]

@@ -20,7 +20,7 @@ def test_synth_release2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "370 trials in 1 sessions" in " ".join(result.output.split())  # rich wraps lines
-    folder = tmp_path / "derivatives" / "GLMsingle" / "CSI1"
+    folder = tmp_path  # flat, as downloaded
     betas = nib.load(folder / "CSI1_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-01.nii.gz")
     assert betas.shape == (20, 24, 20, 370)
     assert nib.load(folder / "CSI1_brainmask.nii.gz").shape == (20, 24, 20)

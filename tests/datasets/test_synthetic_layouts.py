@@ -80,30 +80,44 @@ def test_release1_files_labels_and_truth(tmp_path: Path, features: xr.DataArray)
     assert heldout_r2(x, tr1[:, signal], trials.session.to_numpy() < 3).mean() < 0.02
 
 
-def test_bids_runs_events_and_tr_average(tmp_path: Path, features: xr.DataArray) -> None:
+def test_bids_runs_events_fmriprep_and_tr_average(tmp_path: Path, features: xr.DataArray) -> None:
     truth = write_synthetic_bold5000(tmp_path, features, n_sessions=3, release="bids", volume_shape=(14, 16, 14))
     trials = bold5000_trials("CSI1", n_sessions=3)
     runs = bold5000_session_runs("CSI1")[:3]
     averaged = []
+    columns = ["onset", "duration", "Subj", "Sess", "Run", "Trial", "ImgName", "ImgType", "StimOn(s)", "StimOff(s)",
+               "Response", "RT", "stim_file"]  # fmt: skip
+    mask = nib.load(tmp_path / "derivatives" / "fmriprep" / "sub-CSI1" / "ses-01" / "func"
+                    / "sub-CSI1_ses-01_task-5000scenes_run-01_bold_space-T1w_brainmask.nii.gz").get_fdata() > 0
     for session, n_runs in enumerate(runs, start=1):
         func = tmp_path / "sub-CSI1" / f"ses-{session:02d}" / "func"
-        bolds = sorted(func.glob("*_task-5000scenes_run-*_bold.nii.gz"))
-        assert len(bolds) == n_runs
+        prep = tmp_path / "derivatives" / "fmriprep" / "sub-CSI1" / f"ses-{session:02d}" / "func"
+        assert len(sorted(func.glob("*_task-5000scenes_run-*_bold.nii.gz"))) == n_runs
+        assert len(sorted(prep.glob("*_task-5000scenes_run-*_bold_space-T1w_preproc.nii.gz"))) == n_runs
         for run in range(1, n_runs + 1):
             stem = f"sub-CSI1_ses-{session:02d}_task-5000scenes_run-{run:02d}"
-            image = nib.load(func / f"{stem}_bold.nii.gz")
+            image = nib.load(prep / f"{stem}_bold_space-T1w_preproc.nii.gz")
             assert image.shape == (14, 16, 14, 194) and image.header.get_zooms() == (2.0, 2.0, 2.0, 2.0)
+            run_mask = nib.load(prep / f"{stem}_bold_space-T1w_brainmask.nii.gz").get_fdata() > 0
+            np.testing.assert_array_equal(run_mask, mask)
+            assert b"\r\n" in (func / f"{stem}_events.tsv").read_bytes()  # CRLF, as reported for OpenNeuro
             events = pd.read_csv(func / f"{stem}_events.tsv", sep="\t")
-            assert list(events.columns) == ["onset", "duration", "Trial", "Sess", "Run", "ImgName", "ImgType"]
+            assert list(events.columns) == columns
             expected = trials[(trials.session == session) & (trials.run == run)]
             assert events.ImgName.tolist() == expected.name.tolist()
+            assert not events.ImgName.str.startswith("rep_").any()
+            assert (events.ImgType.str.startswith("rep_") == (expected.presentation > 1).to_numpy()).all()
             assert set(events.ImgType.str.replace("rep_", "")) <= {"coco", "imagenet", "scenes"}
+            onset_tr = events.onset.to_numpy() / 2.0
+            assert np.abs(onset_tr - np.round(onset_tr)).max() > 0.001  # not whole TRs …
+            nearest = np.round(onset_tr).astype(int)
+            np.testing.assert_array_equal(nearest, 3 + 5 * np.arange(len(events)))  # … but nearest to them
             data = np.asarray(image.dataobj)
-            onset_tr = (events.onset.to_numpy() / 2.0).astype(int)
-            averaged.append((data[..., onset_tr + 2] + data[..., onset_tr + 3]) / 2)  # TR3 and TR4 after onset
+            averaged.append((data[..., nearest + 2] + data[..., nearest + 3]) / 2)  # TR3 and TR4 after onset
+            raw = np.asarray(nib.load(func / f"{stem}_bold.nii.gz").dataobj)
+            np.testing.assert_array_equal(raw, np.roll(data, (session + run) % 2, axis=0))  # head motion
     assert (tmp_path / "sub-CSI1" / "ses-01" / "func" / "sub-CSI1_ses-01_task-localizer_run-01_bold.nii.gz").exists()
     assert (tmp_path / "dataset_description.json").exists()
-    mask = nib.load(tmp_path / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_brainmask.nii.gz").get_fdata() > 0
     assert mask.sum() == truth.sizes["voxel"]
     volume = np.concatenate(averaged, axis=3)
     responses = volume[truth.i.values, truth.j.values, truth.k.values].T.astype(np.float64)

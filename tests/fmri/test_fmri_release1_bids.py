@@ -7,7 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from fmri_trees import AFFINE, TPR, trial_names, write_bids, write_release1
+from fmri_trees import AFFINE, BIDS_ONSET_VOLUMES, TPR, trial_names, write_bids, write_release1
 
 import neurotask as nt
 from neurotask.fmri.bold5000 import ROIS
@@ -51,16 +51,18 @@ def test_bids_trials_average_chosen_trs_and_skip_localizer(tmp_path):
                             normalize="none", progress=False)
     rows = []
     for (ses, run), (values, onsets) in sorted(truth["runs"].items()):
-        for onset in onsets:
-            start = int(onset / 2.0)
+        for start in BIDS_ONSET_VOLUMES:  # nearest volume to onsets 0.0268, 6.002, 11.985, 20.031 s
             rows.append(values[..., [start + 2, start + 3]].mean(axis=-1).reshape(-1, order="C"))
     expected = np.array(rows)  # every voxel is finite and variable: all are kept, in C order
     np.testing.assert_allclose(resp.values, expected, rtol=1e-6, atol=1e-6)
     assert resp.sizes["trial"] == 16  # two localizer runs skipped
     np.testing.assert_array_equal(resp["session"], [1] * 8 + [2] * 8)
     np.testing.assert_array_equal(resp["run"], ([1] * 4 + [2] * 4) * 2)
+    # the repeat is found from the plain ImgName (rep_ only in ImgType); CRLF runs read as LF ones
     assert resp["image"].values[12] == "img110" and resp["repeat"].values[[0, 12]].all()
-    assert json.loads(resp.attrs["tr"]) == [3, 4]
+    assert resp["repeat"].values.sum() == 2 and resp["presentation"].values[12] == 2
+    assert resp["image"].values.tolist() == [n.removesuffix(".jpg") for n in truth["names"]]
+    assert json.loads(resp.attrs["tr"]) == [3, 4] and resp.attrs["bids_runs"] == "raw"
 
 
 @pytest.mark.filterwarnings("ignore:Computed an empty mask")

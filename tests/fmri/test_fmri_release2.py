@@ -177,7 +177,7 @@ def test_csi4_shape_and_real_order(tmp_path):
 def test_unknown_betas_and_missing_files(release2_tree, tmp_path):
     with pytest.raises(ValueError, match="TYPEA"):
         nt.load_bold5000(release2_tree.root, betas="TYPEZ", store=tmp_path / "r.zarr", progress=False)
-    with pytest.raises(FileNotFoundError, match="TYPEA-ONOFF"):
+    with pytest.raises(FileNotFoundError, match=r"TYPEA-ASSUMEHRF.*other versions: TYPED in .*betas= one of \['TYPED'\]"):
         nt.load_bold5000(release2_tree.root, betas="TYPEA", store=tmp_path / "r.zarr", progress=False)
 
 

@@ -89,12 +89,25 @@ def test_release1_tree(tmp_path):
     assert got == dict(zip(rois.tolist(), counts.tolist()))
 
 
-def test_bids_tree(tmp_path):
+def test_bids_tree_reads_fmriprep_by_default_and_raw_on_request(tmp_path):
     truth = write_synthetic_bold5000(tmp_path, features_for("CSI3", 2), "CSI3", n_sessions=2, volume_shape=SHAPE, release="bids")
-    resp = nt.load_bold5000(tmp_path, "CSI3", release="bids", store=tmp_path / "r.zarr", progress=False)
-    assert resp.attrs["mask_source"] == "tree:CSI3_brainmask.nii.gz"  # derivatives/GLMsingle/CSI3/
+    resp = nt.load_bold5000(tmp_path, "CSI3", release="bids", store=tmp_path / "r.zarr", normalize="none", progress=False)
     trials = bold5000_trials("CSI3", n_sessions=2)
+    n_runs = trials.groupby(["session", "run"]).ngroups
+    assert resp.attrs["bids_runs"] == "fmriprep-T1w"
+    assert resp.attrs["mask_source"] == f"tree:intersection of {n_runs} run masks"  # fmriprep's run brain masks
     assert resp["image"].values.tolist() == trials.image.tolist()
     np.testing.assert_array_equal(resp["session"], trials.session)
     np.testing.assert_array_equal(resp["run"], trials.run)
-    assert resp.sizes["voxel"] == kept_truth(truth).sizes["voxel"]
+    clean = kept_truth(truth)
+    np.testing.assert_array_equal(np.stack([resp["i"], resp["j"], resp["k"]]), np.stack([clean.i, clean.j, clean.k]))
+    # Raw runs: the same series, but runs with (session + run) odd are moved one voxel along i.
+    mask = tmp_path / "derivatives" / "fmriprep" / "sub-CSI3" / "ses-01" / "func"
+    mask = next(mask.glob("*_run-01_bold_space-T1w_brainmask.nii.gz"))
+    raw = nt.load_bold5000(tmp_path, "CSI3", release="bids", store=tmp_path / "raw.zarr", normalize="none", mask=mask,
+                           preprocessed=False, progress=False)
+    assert raw.attrs["bids_runs"] == "raw" and raw.sizes["voxel"] == resp.sizes["voxel"]
+    first = (trials.session.to_numpy() == 1) & (trials.run.to_numpy() == 1)
+    second = (trials.session.to_numpy() == 1) & (trials.run.to_numpy() == 2)
+    np.testing.assert_array_equal(raw.values[first], resp.values[first])
+    assert not np.allclose(raw.values[second], resp.values[second])

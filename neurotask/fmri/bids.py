@@ -1,0 +1,176 @@
+"""OpenNeuro ds001499 (BIDS): fmriprep's preprocessed T1w runs by default, raw runs on request.
+
+Read under ``root`` (the BIDS dataset folder), for the 5000scenes task only (localizer runs are
+skipped)::
+
+    sub-CSIX/ses-XX/func/sub-CSIX_ses-XX_task-5000scenes_run-YY_bold.nii.gz         raw runs
+    sub-CSIX/ses-XX/func/sub-CSIX_ses-XX_task-5000scenes_run-YY_events.tsv          trials (always from here)
+    derivatives/fmriprep/sub-CSIX/ses-XX/func/
+        sub-CSIX_ses-XX_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz        preprocessed (fmriprep 1.x)
+        sub-CSIX_ses-XX_task-5000scenes_run-YY_bold_space-T1w_brainmask.nii.gz      its brain mask
+
+(fmriprep ≥ 1.4's ``_space-T1w_desc-preproc_bold`` / ``_space-T1w_desc-brain_mask`` names are read
+too). ``preprocessed=None`` reads the fmriprep runs when the subject has any, else the raw runs;
+``True``/``False`` insist on one. Which was read is recorded (``bids_runs``).
+
+A trial is the mean of chosen volumes after its onset: TR ``k`` (1-based) is volume
+``round(onset / TR) + k − 1``, the volume nearest the onset being TR 1 (BOLD5000 onsets lie a few
+milliseconds off whole TRs: 6.0268 s, 16.0020 s, …). events.tsv may end lines with LF or CRLF.
+Repeated images are marked in ``ImgType`` (``rep_coco``…), never in ``ImgName``: repeats are
+labeled by counting each image's presentations, as for the other layouts.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from neurotask.fmri.bold5000 import Layout, Session, check_grids, read_volumes
+
+__all__ = ["BidsFiles", "BidsRun", "find_bids", "read_bids", "read_events"]
+
+_RAW = "_bold"
+#: fmriprep preprocessed-run suffixes and their brain masks (1.x names first).
+_FMRIPREP = {"_bold_space-T1w_preproc": "_bold_space-T1w_brainmask", "_space-T1w_desc-preproc_bold": "_space-T1w_desc-brain_mask"}
+
+
+@dataclass(frozen=True)
+class BidsRun:
+    """One 5000scenes run: its BOLD series, its events and (fmriprep) its brain mask."""
+
+    session: int
+    run: int
+    bold: Path
+    events: Path
+    mask: Path | None
+
+
+@dataclass(frozen=True)
+class BidsFiles:
+    """The runs a BIDS ingest reads, in (session, run) order, and which kind they are."""
+
+    runs: tuple[BidsRun, ...]
+    kind: str  # "fmriprep-T1w" or "raw"
+
+    @property
+    def files(self) -> list[Path]:
+        masks = [r.mask for r in self.runs if r.mask is not None]
+        return [r.bold for r in self.runs] + [r.events for r in self.runs] + masks
+
+
+def _runs(folder: Path, subject: str, suffixes: Sequence[str]) -> dict[tuple[int, int], tuple[Path, str]]:
+    """``(session, run) → (file, stem before the suffix)`` of the 5000scenes runs under ``folder``."""
+    alternatives = "|".join(re.escape(s) for s in suffixes)
+    pattern = re.compile(rf"(sub-{subject}_ses-(\d+)_task-5000scenes_run-(\d+))(?:{alternatives})\.nii(?:\.gz)?")
+    found = {}
+    for path in sorted(folder.glob("ses-*/func/*.nii*")):
+        match = pattern.fullmatch(path.name)
+        if match:
+            found.setdefault((int(match[2]), int(match[3])), (path, match[1]))
+    return found
+
+
+def _label(keys: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(f"ses-{s:02d} run-{r:02d}" for s, r in sorted(keys)[:6]) + (" …" if len(keys) > 6 else "")
+
+
+def find_bids(root: Path, subject: str, *, preprocessed: bool | None = None) -> BidsFiles:
+    """The subject's 5000scenes runs to read (file names only; see the module notes)."""
+    raw = _runs(root / f"sub-{subject}", subject, [_RAW])
+    fmriprep_dir = root / "derivatives" / "fmriprep" / f"sub-{subject}"
+    prep = _runs(fmriprep_dir, subject, list(_FMRIPREP))
+    use_prep = bool(prep) if preprocessed is None else bool(preprocessed)
+    where = fmriprep_dir if use_prep else root / f"sub-{subject}"
+    chosen = prep if use_prep else raw
+    if not chosen:
+        pattern = "*_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz" if use_prep else "*_task-5000scenes_run-YY_bold.nii.gz"
+        other = " (raw runs exist: pass preprocessed=False)" if use_prep and raw else ""
+        raise FileNotFoundError(f"no BIDS runs ses-XX/func/{pattern} in {where}{other}")
+    lacking = sorted(set(raw) - set(prep)) if use_prep else []
+    if lacking:
+        raise ValueError(
+            f"{fmriprep_dir} lacks the preprocessed runs of {len(lacking)} raw runs ({_label(lacking)}); "
+            f"pass preprocessed=False to read the raw runs, or complete the fmriprep derivatives"
+        )
+    runs = []
+    for (session, run), (path, stem) in sorted(chosen.items()):
+        events = root / f"sub-{subject}" / path.parent.relative_to(where) / f"{stem}_events.tsv"
+        if not events.is_file():
+            raise FileNotFoundError(f"the events of {path.name} are missing: expected {events}")
+        mask = None
+        if use_prep:
+            suffix = next(s for s in _FMRIPREP if path.name.startswith(stem + s))
+            mask = next((p for p in path.parent.glob(f"{stem}{_FMRIPREP[suffix]}.nii*")), None)
+        runs.append(BidsRun(session, run, path, events, mask))
+    return BidsFiles(tuple(runs), "fmriprep-T1w" if use_prep else "raw")
+
+
+def read_events(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Onsets (s) and image names of an events.tsv (LF or CRLF line endings)."""
+    with path.open(newline="") as f:
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f, delimiter="\t")]
+    columns = set(rows[0]) if rows else set()
+    if rows and not {"onset", "ImgName"} <= columns:
+        raise ValueError(f"{path} lacks the columns onset and ImgName of BOLD5000 events; found {sorted(columns)}")
+    return np.array([float(r["onset"]) for r in rows], dtype=np.float64), [r["ImgName"] for r in rows]
+
+
+def _offsets(tr: int | Sequence[int]) -> tuple[int, ...]:
+    offsets = (3, 4) if tr == 34 else ((tr,) if isinstance(tr, int) else tuple(tr))
+    if not offsets or any(not 1 <= t <= 20 for t in offsets):
+        raise ValueError(f"tr must name TRs after onset, 1-based (e.g. (3, 4)); got {tr!r}")
+    return offsets
+
+
+def read_bids(
+    root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), repetition_time: float | None = None,
+    preprocessed: bool | None = None, **_: object,
+) -> Layout:
+    """The BIDS :class:`Layout` of one subject (reads NIfTI headers and the events)."""
+    offsets = _offsets(tr)
+    found = find_bids(root, subject, preprocessed=preprocessed)
+    grid = check_grids([r.bold for r in found.runs])
+    by_session: dict[int, list[tuple[Path, int, list[int]]]] = {}
+    stimuli: list[str] = []
+    used_tr = set()
+    for run in found.runs:
+        onsets, names = read_events(run.events)
+        img = nib.load(run.bold)
+        zooms = img.header.get_zooms()
+        seconds = repetition_time or (float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 2.0)
+        used_tr.add(seconds)
+        nearest = np.floor(onsets / seconds + 0.5).astype(int)  # half up, not numpy's half to even
+        volumes = [int(v) + k - 1 for v in nearest for k in offsets]
+        n_volumes = int(img.shape[3]) if len(img.shape) > 3 else 1
+        if volumes and max(volumes) >= n_volumes:
+            raise ValueError(
+                f"{run.bold.name} has {n_volumes} volumes, but tr={tr!r} after its last onset needs volume "
+                f"{max(volumes)}; choose earlier TRs"
+            )
+        stimuli += names
+        by_session.setdefault(run.session, []).append((run.bold, run.run, volumes))
+    sessions = []
+    for number, pieces in sorted(by_session.items()):
+        labels = np.concatenate([np.full(len(v) // len(offsets), run) for _, run, v in pieces])
+        sessions.append(Session(number, labels, partial(_read_session, pieces, len(offsets)), tuple(p for p, _, _ in pieces)))
+    masks = tuple(r.mask for r in found.runs)
+    return Layout(
+        release="bids", subject=subject, stimuli=stimuli, sessions=sessions, files=found.files, grid=grid,
+        mask_files=masks if all(m is not None for m in masks) else (),
+        details={"tr": list(offsets), "repetition_time": sorted(used_tr), "bids_runs": found.kind},
+    )  # fmt: skip
+
+
+def _read_session(pieces: list[tuple[Path, int, list[int]]], n_offsets: int, voxels: np.ndarray) -> np.ndarray:
+    blocks = []
+    for path, _, volumes in pieces:
+        values = read_volumes(path, voxels, volumes)
+        blocks.append(values.reshape(-1, n_offsets, voxels.size).mean(axis=1, dtype=np.float64).astype(np.float32))
+    return np.concatenate(blocks, axis=0)
