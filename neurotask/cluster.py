@@ -15,10 +15,15 @@ the cluster it started (and only that one) on exit.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.system
+from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed.deploy.utils import nprocesses_nthreads
 from rich.console import Console
@@ -36,9 +41,13 @@ SLURM_OPTIONS: dict[str, str] = {
     "cores": "cores per job (default: threads_per_worker x processes, else 4)",
     "memory": "memory per job, e.g. '32GB' (default: memory_limit x processes, else '16GB')",
     "processes": "worker processes per job (default 1)",
-    "walltime": "job time limit, 'HH:MM:SS' (default '01:00:00')",
-    "lifetime": "worker lifetime, e.g. '55m': workers retire gracefully before the walltime kills them",
-    "lifetime_stagger": "random spread of worker lifetimes, e.g. '4m' (default '4m' with a lifetime)",
+    "walltime": "job time limit, 'HH:MM:SS' or 'D-HH:MM:SS' (default '01:00:00')",
+    "lifetime": "worker lifetime, e.g. '55m' (default: the walltime less min(5 min, 10%)): workers retire "
+                "gracefully and are replaced before the walltime kills them",
+    "lifetime_stagger": "random spread of worker lifetimes, e.g. '4m' (default: half the margin the default "
+                        "lifetime leaves, '4m' with a given lifetime)",
+    "start_timeout": "seconds to wait for the first worker job to start (default 3600); a job SLURM will "
+                     "never start (too large for every node, over the partition's limits) fails at once",
     "gpus": "GPUs per job, requested with '#SBATCH --gres=gpu:N'",
     "queue": "SLURM partition",
     "account": "SLURM account to charge",
@@ -131,11 +140,9 @@ def slurm_cluster(
     memory = options.pop("memory", None)
     if memory is None:
         memory = f"{_gigabytes(memory_limit) * processes:g}GB" if memory_limit else "16GB"
-    worker_extra_args = []
-    lifetime = options.pop("lifetime", None)
-    stagger = options.pop("lifetime_stagger", "4m")
-    if lifetime:
-        worker_extra_args += ["--lifetime", str(lifetime), "--lifetime-stagger", str(stagger)]
+    walltime = str(options.pop("walltime", "01:00:00"))
+    lifetime, stagger = _worker_lifetime(walltime, options.pop("lifetime", None), options.pop("lifetime_stagger", None))
+    options.pop("start_timeout", None)  # get_client's wait, not a job setting
     directives = list(options.pop("job_extra_directives", []))
     gpus = options.pop("gpus", None)
     if gpus:
@@ -145,8 +152,8 @@ def slurm_cluster(
         cores=int(cores),
         memory=str(memory),
         processes=processes,
-        walltime=str(options.pop("walltime", "01:00:00")),
-        worker_extra_args=worker_extra_args,
+        walltime=walltime,
+        worker_extra_args=["--lifetime", lifetime, "--lifetime-stagger", stagger],
         job_extra_directives=directives,
         **options,
     )
@@ -156,6 +163,186 @@ def _gigabytes(memory: str) -> float:
     from dask.utils import parse_bytes
 
     return parse_bytes(memory) / 1e9
+
+
+# SLURM's reasons for a pending job that it will never start as submitted, and the settings behind each.
+_NEVER_STARTS: dict[str, tuple[str, ...]] = {
+    "PartitionTimeLimit": ("walltime",),
+    "PartitionNodeLimit": ("cores", "memory", "gpus"),
+    "PartitionConfig": ("cores", "memory", "gpus", "queue"),
+    "BadConstraints": ("job_extra_directives", "gpus"),
+    "InvalidAccount": ("account",),
+    "InvalidQOS": ("job_extra_directives",),
+    "AccountNotAllowed": ("account", "queue"),
+}
+
+
+def _slurm_seconds(value: str, name: str) -> float:
+    """Seconds in a SLURM time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
+    if match is None:
+        raise ValueError(f"slurm_options['{name}'] must be a SLURM time such as '01:30:00' or '2-00:00:00'; got {value!r}")
+    days, *rest = match.groups()
+    fields = [int(f) for f in rest if f is not None]
+    if days is not None:
+        hours, minutes, seconds = (fields + [0, 0])[:3]
+        return float(((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds)
+    units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(fields)]
+    return float(sum(f * u for f, u in zip(fields, units)))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{int(seconds)}s"
+
+
+def _worker_lifetime(walltime: str, lifetime: Any, stagger: Any) -> tuple[str, str]:
+    """``--lifetime`` and ``--lifetime-stagger`` for workers that retire before the walltime ends.
+
+    Default: the walltime less a margin of min(5 min, 10%), staggered by half the margin, so every
+    worker retires at least half the margin before SLURM's kill (1 h: 55m ± 2.5m). A given lifetime
+    plus its stagger must end before the walltime.
+    """
+    limit = _slurm_seconds(walltime, "walltime")
+    margin = min(300.0, limit / 10)
+    if lifetime is None:
+        lifetime, stagger = _duration(limit - margin), stagger or _duration(margin / 2)
+    stagger = stagger or "4m"
+    latest = parse_timedelta(lifetime) + parse_timedelta(stagger)
+    if latest >= limit:
+        raise ValueError(
+            f"slurm_options['lifetime'] ({lifetime}) plus ['lifetime_stagger'] ({stagger}) must end before the "
+            f"walltime ({walltime}), or SLURM kills the workers before they hand their work on; lower the lifetime "
+            f"(cluster.slurm.lifetime) or omit it for the default"
+        )
+    return str(lifetime), str(stagger)
+
+
+def _job_request(script: str) -> dict[str, Any]:
+    """What a dask-jobqueue SLURM job script asks for: cpus, memory (MB), time limit (s), partition."""
+    def directive(pattern: str) -> str | None:
+        match = re.search(rf"^#SBATCH {pattern}", script, flags=re.MULTILINE)
+        return match.group(1) if match else None
+
+    memory = directive(r"--mem=(\d+[KMGT]?)")
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+    return {
+        "cores": int(directive(r"--cpus-per-task=(\d+)") or 1),
+        "memory": memory and int(memory.rstrip("KMGT")) * scale.get(memory[-1], 1),
+        "walltime": (limit := directive(r"-t (\S+)")) and _slurm_seconds(limit, "walltime"),
+        "queue": directive(r"-p (\S+)"),
+    }
+
+
+def _partition_limits(queue: str | None) -> dict[str, Any]:
+    """The largest CPUs, memory (MB) and time limit (s) among a partition's nodes (the default one if None)."""
+    command = ["sinfo", "-h", "-o", "%P|%c|%m|%l"] + (["-p", queue] if queue else [])
+    try:
+        rows = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    rows = [r.split("|") for r in rows if queue or r.split("|")[0].endswith("*")]
+    if not rows:
+        return {}
+    times = [None if r[3] in ("infinite", "UNLIMITED") else _slurm_seconds(r[3], "walltime") for r in rows]
+    return {"queue": rows[0][0].rstrip("*"), "cores": max(int(r[1].rstrip("+")) for r in rows),
+            "memory": max(int(r[2].rstrip("+")) for r in rows),
+            "walltime": None if None in times else max(times)}
+
+
+def _unschedulable(script: str, why: str, suspects: Sequence[str]) -> str:
+    """An error message for a worker job SLURM will not run, naming the settings to change."""
+    asked, limits = _job_request(script), _partition_limits(_job_request(script)["queue"])
+    units = {"cores": " CPUs", "memory": " MB", "walltime": " s"}
+    over = [key for key in units if limits.get(key) is not None and asked[key] is not None and asked[key] > limits[key]]
+    details = "; ".join(f"cluster.slurm.{key} asks {asked[key]:g}{units[key]} per job but the largest node "
+                        f"of partition {limits['queue']!r} allows {limits[key]:g}{units[key]}" for key in over)
+    names = ", ".join(f"cluster.slurm.{key}" for key in (over or suspects))
+    return (
+        f"SLURM cannot run a worker job ({why}){': ' + details if details else ''}. Change {names} "
+        f"(slurm_options[...] in Python), or pick another partition with cluster.slurm.queue"
+    )
+
+
+def _check_schedulable(cluster: Any) -> None:
+    """Ask ``sbatch --test-only`` whether SLURM could ever run one worker job; raise naming the setting if not."""
+    script = cluster.job_script()
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="neurotask-") as file:
+        file.write(script)
+        file.flush()
+        try:
+            test = subprocess.run(["sbatch", "--test-only", file.name], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError as error:
+            raise RuntimeError(
+                "cluster='slurm' needs SLURM's sbatch on PATH: run neurotask on a login node of the cluster, "
+                "or inside an sbatch allocation"
+            ) from error
+    if test.returncode:
+        why = " ".join(test.stderr.split()) or f"sbatch --test-only exited with {test.returncode}"
+        raise ValueError(_unschedulable(script, why, ("cores", "memory", "gpus", "walltime", "queue", "account")))
+
+
+def _job_ids(cluster: Any) -> list[str]:
+    return sorted((job.job_id for job in list(cluster.workers.values()) if getattr(job, "job_id", None)), key=int)
+
+
+def _pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
+    if not job_ids:
+        return {}
+    command = ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(job_ids)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return dict(line.split("|", 1) for line in done.stdout.split()) if done.returncode == 0 else {}
+
+
+def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet: bool) -> list[str]:
+    """Wait until a worker job's worker has connected; fail at once on a job SLURM will never start.
+
+    Returns the job ids submitted so far.
+    """
+    deadline, announced = time.monotonic() + timeout, False
+    while not client.scheduler_info(n_workers=-1)["workers"]:
+        job_ids = _job_ids(cluster)
+        if job_ids and not announced and not quiet:
+            _console.print(f"SLURM job(s) {', '.join(job_ids)} submitted; waiting for one to start "
+                           f"(`squeue -j {','.join(job_ids)}`, up to {timeout:g} s)", soft_wrap=True)
+            announced = True
+        for job_id, reason in _pending_reasons(job_ids).items():
+            if reason in _NEVER_STARTS:
+                why = f"job {job_id} is pending with reason {reason}"
+                raise ValueError(_unschedulable(cluster.job_script(), why, _NEVER_STARTS[reason]))
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"no SLURM worker job started within {timeout:g} s (cluster.slurm.start_timeout); jobs "
+                f"{job_ids or 'not submitted'} (see `squeue`, and the jobs' logs in cluster.slurm.log_directory or "
+                f"slurm-<jobid>.out). Raise cluster.slurm.start_timeout on a busy queue"
+            )
+        time.sleep(1)
+    return _job_ids(cluster)
+
+
+def _slurm_client(
+    workers: int | None, threads_per_worker: int | None, memory_limit: str | None,
+    slurm_options: Mapping[str, Any] | None, quiet: bool,
+) -> tuple[Client, str]:
+    """A client on a SLURMCluster whose ``workers`` jobs (default 1) are kept up; waits for the first worker."""
+    jobs = workers or 1
+    timeout = float((slurm_options or {}).get("start_timeout", 3600))
+    slurm = slurm_cluster(workers=jobs, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                          slurm_options=slurm_options)
+    try:
+        _check_schedulable(slurm)
+        slurm.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # a cancelled or retired job is replaced
+        client = ClusterClient(slurm)
+    except BaseException:
+        slurm.close()
+        raise
+    if not quiet:
+        _console.print(f"Dask SLURM cluster: submitting {jobs} job(s); dashboard: {client.dashboard_link}", soft_wrap=True)
+    try:
+        job_ids = _wait_for_slurm_workers(slurm, client, timeout, quiet)
+    except BaseException:
+        client.close()
+        raise
+    return client, f"SLURM ({jobs} job(s), SLURM job id(s) {', '.join(job_ids)})"
 
 
 def get_client(
@@ -221,13 +408,7 @@ def get_client(
         client = Client(scheduler)
         where = f"scheduler {scheduler}"
     elif cluster == "slurm":
-        slurm = slurm_cluster(
-            workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-            slurm_options=slurm_options,
-        )
-        slurm.scale(jobs=workers or 1)
-        client = ClusterClient(slurm)
-        where = f"SLURM ({workers or 1} job(s))"
+        client, where = _slurm_client(workers, threads_per_worker, memory_limit, slurm_options, quiet)
     else:
         n_workers, n_threads = _machine_size(workers, threads_per_worker)
         local = LocalCluster(
@@ -240,7 +421,7 @@ def get_client(
         client = ClusterClient(local)
         where = f"local cluster ({n_workers} worker(s) x {n_threads} thread(s))"
     if not quiet:
-        _console.print(f"Dask {where}; dashboard: {client.dashboard_link}")
+        _console.print(f"Dask {where}; dashboard: {client.dashboard_link}", soft_wrap=True)  # links unbroken in logs
     return client
 
 

@@ -68,14 +68,18 @@ def test_local_client_computes_and_closes_its_cluster(capsys):
 def test_config_cluster_section_makes_the_slurm_job_script(monkeypatch):
     import dask_jobqueue
 
+    from neurotask import cluster as cluster_module
     from neurotask.pipeline import client_from_config
 
     requested = []
-    monkeypatch.setattr(dask_jobqueue.SLURMCluster, "scale", lambda self, n=None, jobs=0, **kw: requested.append(jobs))
+    monkeypatch.setattr(dask_jobqueue.SLURMCluster, "adapt", lambda self, minimum_jobs=0, **kw: requested.append(minimum_jobs))
+    # no SLURM here: skip sbatch --test-only and the wait for workers (tests/test_slurm.py runs them for real)
+    monkeypatch.setattr(cluster_module, "_check_schedulable", lambda cluster: None)
+    monkeypatch.setattr(cluster_module, "_wait_for_slurm_workers", lambda cluster, client, timeout, quiet: [])
     section = {"cluster": "slurm", "workers": 4, "threads_per_worker": 6,
                "slurm": {"walltime": "04:00:00", "memory": "32GB", "lifetime": "230m", "gpus": 1}}
     with client_from_config({"cluster": section}) as client:
         script = client.cluster.job_script()
-    assert requested[0] == 4  # jobs asked for (closing scales back to 0)
+    assert requested[0] == 4  # jobs kept up (closing scales back to 0)
     for line in ("#SBATCH -t 04:00:00", "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=6", "--lifetime 230m"):
         assert line in script

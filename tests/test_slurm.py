@@ -1,0 +1,237 @@
+"""neurotask on a real one-node SLURM cluster: workers as SLURM jobs, the pipeline, faults, limits.
+
+The ``slurm`` fixture (tests/slurm_cluster.py) runs munged, slurmctld and slurmd on this machine.
+Jobs ask for 1 core and 1 GB each, so two fit on a 2-core node. A tiny synthetic subject (2
+sessions, an 8x10x8 grid, 3 models of 32 planted features) is built once per module; an
+in-process run of the same config on a local cluster is what every SLURM run must reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+from distributed import WorkerPlugin
+
+from neurotask import pipeline, stores
+from neurotask.cluster import get_client, slurm_cluster
+from neurotask.datasets import bold5000_trials, make_synthetic_features, write_synthetic_bold5000
+
+MODELS = ["autoencoding", "depth_euclidean", "class_object"]
+BIN = Path(sys.executable).parent
+
+# SLURM's workers cannot import this test module: its worker plugin travels by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def slurm_section(log_directory: Path, **options) -> dict:
+    """A ``[cluster]`` section for two 1-core SLURM jobs that fit this node."""
+    slurm = {"cores": 1, "memory": "1GB", "walltime": "00:10:00", "log_directory": str(log_directory), **options}
+    return {"cluster": "slurm", "workers": 2, "slurm": slurm}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bold5000")
+    images = list(dict.fromkeys(bold5000_trials("CSI1", n_sessions=2)["image"]))
+    features = make_synthetic_features(MODELS, images, n_features=32, seed=0)
+    feature_store = root / "features.zarr"
+    stores.write_dataset(feature_store, features.to_dataset(name="features"), region_dim="model",
+                         chunks={"model": 1, "image": 512, "feature": -1})
+    write_synthetic_bold5000(root, features, "CSI1", n_sessions=2, volume_shape=(8, 10, 8), snr=(0.5, 3.0), seed=0)
+    return root, feature_store
+
+
+def make_config(data, out: Path, cluster: dict, **top) -> dict:
+    root, feature_store = data
+    return {
+        "out": str(out), "subjects": ["CSI1"], "models": MODELS,
+        "extract": {"store": str(feature_store)},
+        "ingest": {"root": str(root)},
+        "encode": {"test_sessions": [2], "alphas": [1.0, 10.0, 100.0, 1000.0], "cv": 2},
+        "permute": {"n_permutations": 1000, "seed": 0},  # min p = 1/1001: BH passes the planted voxels
+        "partition": {"pairs": [["autoencoding", "depth_euclidean"]]},
+        "cluster": cluster, **top,
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """The whole pipeline on a local (in-process) cluster."""
+    out = tmp_path_factory.mktemp("reference")
+    summary = pipeline.run(make_config(data, out, {"workers": 2, "threads_per_worker": 1, "processes": False}))
+    assert all(status == "complete" for status in summary.statuses.values()), summary.statuses
+    return out
+
+
+def assert_same_results(out: Path, reference: Path, names: list[str]) -> None:
+    """The named stores are complete in both runs and hold identical arrays, bit for bit."""
+    for name in names:
+        a, b = stores.open_store(out / f"{name}.zarr"), stores.open_store(reference / f"{name}.zarr")
+        assert stores.is_complete(out / f"{name}.zarr"), name
+        assert set(a.data_vars) == set(b.data_vars), name
+        for variable in a.data_vars:
+            np.testing.assert_array_equal(a[variable].values, b[variable].values, err_msg=f"{name}.{variable}")
+
+
+ALL_STORES = ["responses-CSI1", "noise_ceiling-CSI1", "rsa", "encoding-CSI1", "permutation-CSI1",
+              "task_similarity", "partition-CSI1"]
+
+# --------------------------------------------------------------------------------------------
+# settings (no SLURM needed)
+
+
+@pytest.mark.parametrize(
+    ("walltime", "lifetime", "stagger", "seconds"),
+    [("01:00:00", "55m", "150s", 3600), ("00:10:00", "9m", "30s", 600), ("2-00:00:00", "2875m", "150s", 172800),
+     ("90", "85m", "150s", 5400)],
+)
+def test_default_lifetime_ends_before_the_walltime(walltime, lifetime, stagger, seconds):
+    from dask.utils import parse_timedelta
+
+    cluster = slurm_cluster(slurm_options={"walltime": walltime})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert f"#SBATCH -t {walltime}" in script
+    assert f"--lifetime {lifetime} --lifetime-stagger {stagger}" in script
+    # the latest a worker retires is lifetime + stagger: before SLURM kills the job
+    assert parse_timedelta(lifetime) + parse_timedelta(stagger) < seconds
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"walltime": "01:00:00", "lifetime": "58m"}, r"slurm_options\['lifetime'\] \(58m\) plus"),
+        ({"walltime": "01:00:00", "lifetime": "60m", "lifetime_stagger": "0s"}, "must end before the walltime"),
+        ({"walltime": "1 hour"}, r"slurm_options\['walltime'\] must be a SLURM time"),
+    ],
+)
+def test_lifetime_past_the_walltime_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        slurm_cluster(slurm_options=options)
+
+
+# --------------------------------------------------------------------------------------------
+# a real SLURM
+
+
+@pytest.mark.slurm
+def test_workers_are_slurm_jobs_kept_up_with_a_lifetime(slurm, tmp_path, capsys):
+    section = slurm_section(tmp_path / "logs")
+    with get_client(cluster="slurm", workers=2, slurm_options=section["slurm"]) as client:
+        client.wait_for_workers(2, timeout=60)
+        job_ids = sorted(client.run(os.getenv, "SLURM_JOB_ID").values())
+        queue = slurm.jobs()
+        lifetimes = client.run(lambda dask_worker: dask_worker.lifetime)
+    err = capsys.readouterr().err
+    assert len(set(job_ids)) == 2, job_ids
+    for job_id in job_ids:  # each worker runs inside its own running SLURM job
+        assert queue[job_id][:2] == ("dask-worker", "RUNNING"), queue
+        assert (tmp_path / "logs" / f"dask-worker-{job_id}.err").exists()
+    assert all(510 <= t <= 570 for t in lifetimes.values()), lifetimes  # 10 min walltime: 9m ± 30s
+    assert re.search(r"dashboard: http://\S+", err), err
+    printed = re.search(r"SLURM job id\(s\) ([\d, ]+)", err)
+    assert printed and sorted(printed.group(1).replace(" ", "").split(",")) == job_ids, err
+    slurm.wait_for_no_jobs(timeout=30)  # closing the client cancelled them
+
+
+@pytest.mark.slurm
+def test_pipeline_on_slurm_gives_the_local_results(slurm, data, reference, tmp_path):
+    import tomli_w
+
+    out = tmp_path / "out"
+    path = tmp_path / "analysis.toml"
+    path.write_text(tomli_w.dumps(make_config(data, out, slurm_section(tmp_path / "logs"))))
+    seen: set[str] = set()
+    with subprocess.Popen([str(BIN / "neurotask"), "run", str(path)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          text=True, env=slurm.env) as run:
+        while run.poll() is None:  # squeue shows the worker jobs while the steps run
+            seen |= {job for job, (name, state, _) in slurm.jobs().items() if name == "dask-worker" and state == "RUNNING"}
+            time.sleep(0.5)
+        err = run.stderr.read()
+    assert run.returncode == 0, err[-3000:]
+    assert re.search(r"dashboard: http://\S+", err), err[-3000:]
+    printed = set(re.search(r"SLURM job id\(s\) ([\d, ]+)", err).group(1).replace(" ", "").split(","))
+    assert len(printed) == 2 and printed <= seen, (printed, seen)
+    for job_id in printed:  # their workers joined this run's scheduler
+        assert "Registered to" in (tmp_path / "logs" / f"dask-worker-{job_id}.err").read_text()
+    ledger = json.loads((out / "pipeline.json").read_text())
+    assert all(record["status"] == "complete" for record in ledger.values()), ledger
+    assert_same_results(out, reference, ALL_STORES)
+
+
+class _CancelOwnJob(WorkerPlugin):
+    """``scancel`` this worker's SLURM job at its first task while ``step`` runs, once."""
+
+    def __init__(self, step: str, ledger: str, marker: str) -> None:
+        self.step, self.ledger, self.marker = step, ledger, marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or os.path.exists(self.marker) or not os.path.exists(self.ledger):
+            return
+        if json.loads(Path(self.ledger).read_text()).get(self.step, {}).get("status") == "running":
+            Path(self.marker).write_text(os.environ["SLURM_JOB_ID"])
+            subprocess.run(["scancel", os.environ["SLURM_JOB_ID"]], check=True, timeout=30)
+            time.sleep(60)  # SLURM kills this job: it finishes nothing more
+
+
+@pytest.mark.slurm
+def test_worker_job_cancelled_mid_encode_is_replaced_and_results_are_identical(slurm, data, reference, tmp_path):
+    out, marker = tmp_path / "out", tmp_path / "cancelled"
+    config = make_config(data, out, slurm_section(tmp_path / "logs"), steps=["extract", "ingest", "encode"])
+    with pipeline.client_from_config(config) as client:
+        client.register_plugin(_CancelOwnJob("encode/CSI1", str(out / "pipeline.json"), str(marker)))
+        summary = pipeline.run(config, client=client)
+        cancelled = marker.read_text()
+        client.wait_for_workers(2, timeout=90)  # the adaptive cluster replaced the cancelled job
+        deadline = time.monotonic() + 90
+        while cancelled in (running := set(client.run(os.getenv, "SLURM_JOB_ID", on_error="ignore").values())) and time.monotonic() < deadline:
+            time.sleep(1)
+    assert summary.statuses["encode/CSI1"] == "complete", summary.statuses
+    assert cancelled not in running and len(running) == 2, (cancelled, running)
+    assert_same_results(out, reference, ["responses-CSI1", "noise_ceiling-CSI1", "encoding-CSI1"])
+
+
+@pytest.mark.slurm
+def test_job_larger_than_every_node_fails_fast_naming_the_memory(slurm, tmp_path):
+    options = slurm_section(tmp_path / "logs", memory=f"{2 * slurm.memory_mb}MB")["slurm"]
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"cluster\.slurm\.memory asks \d+ MB per job but the largest node"):
+        get_client(cluster="slurm", slurm_options=options, quiet=True)
+    assert time.monotonic() - start < 60
+    assert not slurm.jobs()
+
+
+@pytest.mark.slurm
+def test_job_over_the_partition_time_limit_fails_fast_naming_the_walltime(slurm, tmp_path):
+    # sbatch accepts it, but SLURM leaves it pending with reason PartitionTimeLimit (MaxTime is 1 h)
+    options = slurm_section(tmp_path / "logs", walltime="02:00:00")["slurm"]
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"PartitionTimeLimit.*cluster\.slurm\.walltime asks 7200 s"):
+        get_client(cluster="slurm", slurm_options=options, quiet=True)
+    assert time.monotonic() - start < 60
+    slurm.wait_for_no_jobs(timeout=30)
+
+
+@pytest.mark.slurm
+def test_job_waiting_for_a_busy_node_times_out_naming_the_setting(slurm, tmp_path):
+    blocker = slurm.command("sbatch", "--parsable", "-c", str(slurm.cpus), "-o", "/dev/null", "--wrap", "sleep 120")
+    try:
+        options = slurm_section(tmp_path / "logs", start_timeout=5)["slurm"]
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no SLURM worker job started within 5 s \(cluster\.slurm\.start_timeout\)"):
+            get_client(cluster="slurm", slurm_options=options, quiet=True)
+        assert time.monotonic() - start < 30
+    finally:
+        slurm.command("scancel", blocker.strip())
+    slurm.wait_for_no_jobs(timeout=30)
