@@ -22,6 +22,7 @@ import pytest
 import xarray as xr
 from distributed import Client, LocalCluster, WorkerPlugin
 
+import neurotask as nt
 from neurotask import pipeline, stores
 from neurotask.datasets import bold5000_trials, make_synthetic_features, write_synthetic_bold5000
 
@@ -348,3 +349,44 @@ def test_report_only_run_needs_no_cluster(reference, tmp_path):
     summary = pipeline.run(cfg, steps=["report"])
     assert summary.statuses == {"report": "complete"}
     assert "RSA across models" in (copy / "report.html").read_text()
+
+
+# the typed config follows the library: every key is an argument of the step's function, and every
+# argument of it is a key or one the pipeline sets itself (so a new argument cannot be forgotten)
+STEP_LIBRARY = {
+    "extract": (nt.features.extract_features, {"images", "store"}),
+    "ingest": (nt.fmri.load_bold5000, {"root", "store"}),
+    "rsa": (nt.rsa.model_similarity, {"subsets"}),
+    "encode": (nt.encoding.fit, set()),
+    "permute": (nt.stats.permutation_test, set()),
+    "partition": (nt.stats.variance_partition, {"pairs"}),
+}
+
+
+@pytest.mark.parametrize("section", sorted(STEP_LIBRARY))
+def test_config_sections_follow_the_library_signatures(section):
+    import dataclasses
+    import inspect
+
+    from neurotask.pipeline import config
+
+    function, pipeline_keys = STEP_LIBRARY[section]
+    parameters = set(inspect.signature(function).parameters) - {"fit_kwargs"}
+    keys = {f.name for f in dataclasses.fields(config.SECTIONS[section])}
+    reserved = set(config.RESERVED.get(section, {}))
+    assert keys - pipeline_keys <= parameters, f"[{section}] keys the function does not take"
+    assert parameters <= keys | reserved | {"features", "responses", "results", "client", "progress", "subject"}, \
+        f"[{section}] arguments missing from the typed config"
+
+
+def test_config_reference_lists_every_key():
+    import dataclasses
+
+    from neurotask.pipeline import config
+
+    text = pipeline.reference()
+    for section, schema in config.SECTIONS.items():
+        assert (f"[{section}]" if section else "top level") in text
+        for f in dataclasses.fields(schema):
+            assert f"  {f.name} (" in text, f"{section}.{f.name}"
+    assert "encode.standardize" not in text and "standardize (true or false)" in text

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 
 from neurotask.cluster import CLUSTERS, SLURM_OPTIONS
 from neurotask.encoding import SCORINGS
+from neurotask.encoding.split import REPEATS
 from neurotask.features import TASKS, resolve_task
 from neurotask.features.extract import ON_ERROR
 from neurotask.fmri import BETAS, NORMALIZATIONS
@@ -44,9 +45,13 @@ RESERVED: dict[str, dict[str, str]] = {
     "encode": {"store": "results go to <out>/encoding-<subject>.zarr", "features": "the features step's store",
                "responses": "the ingest step's store", "client": "set in [cluster]", "progress": "always shown"},
     "permute": {"results": "the encode step's store", "responses": "the ingest step's store",
+                "features": "the features step's store", "predictions": "kept by the encode step",
                 "client": "set in [cluster]", "progress": "always shown"},
     "partition": {"results": "the encode step's store", "features": "the features step's store",
-                  "client": "set in [cluster]"},
+                  "responses": "the ingest step's store", "permutation": "the permute step's store",
+                  "ceiling": "the noise ceiling step's store", "client": "set in [cluster]",
+                  "test_sessions": "the encode step's split", "test_fraction": "the encode step's split",
+                  "alphas": "the encode step's", "cv": "the encode step's", "seed": "the encode step's"},
 }
 
 
@@ -110,6 +115,7 @@ class Ingest:
     resample_mask: bool = field(default=False, metadata=_help("resample a mask on another grid"))
     trials_per_run: int = field(default=37, metadata=_help("trials per run"))
     session_trials: list[int] = field(default_factory=list, metadata=_help("trials per session, when not the real ones"))
+    preprocessed: bool = field(default=True, metadata=_help("BIDS: fmriprep's T1w runs (true, when present) or the raw runs"))
     voxel_chunk: int = field(default=4096, metadata=_help("voxels per stored chunk"))
     overwrite: bool = field(default=False, metadata=_help("replace a store written with other options"))
 
@@ -131,7 +137,10 @@ class Encode:
     seed: int = field(default=0, metadata=_help("seed of the test_fraction draw"))
     alphas: list[float] = field(default_factory=list, metadata=_help("ridge alpha grid (default logspace(-2, 7, 19))"))
     cv: Union[int, Literal["gcv"]] = field(default=5, metadata=_help("folds (grouped by session) or 'gcv'"))
+    repeats: Literal[tuple(REPEATS)] = field(default="drop-test", metadata=_help(
+        "images shown in training and test: drop their test trials, their training trials, or keep all"))
     standardize: bool = field(default=False, metadata=_help("scale features to unit variance"))
+    predictions: bool = field(default=True, metadata=_help("keep the test predictions (the permutation null uses them)"))
     scoring: list[Literal[tuple(SCORINGS)]] = field(default_factory=lambda: list(SCORINGS), metadata=_help("test scores"))
     voxel_chunk: int = field(default=0, metadata=_help("voxels per task"))
     factor_memory: int = field(default=2 << 30, metadata=_help("bytes of ridge factors held at once"))
@@ -204,8 +213,19 @@ def _describe(hint: Any) -> str:
     if origin is Union:
         return " or ".join(_describe(a) for a in args)
     if origin is list:
-        return f"a list of {_describe(args[0])}" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table"}.get(hint, str(hint))
+
+
+def _plural(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        return " or ".join(_plural(a) for a in args)
+    if origin is list:
+        return f"lists of {_plural(args[0])}"
+    if origin is Literal:
+        return "values among " + ", ".join(repr(a) for a in args)
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings", dict: "tables"}.get(hint, str(hint))
 
 
 def _matches(value: Any, hint: Any) -> bool:
