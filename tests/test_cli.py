@@ -33,7 +33,7 @@ def test_cluster_options_are_offered(command):
 
 def test_demo_help_names_its_sizes():
     text = _plain(runner.invoke(app, ["demo", "--help"], terminal_width=200).output)
-    for option in ("--out", "--full-models", "--images", "--permutations"):
+    for option in ("--out", "--full-models", "--sessions", "--permutations", "--encoders"):
         assert option in text
 
 

@@ -1,0 +1,160 @@
+"""Expected failures become one or two lines on stderr and a non-zero exit, without a traceback.
+
+*Expected* are the failures a user causes and can fix: a wrong config value, a missing, truncated
+or corrupt input file, an output folder that is read-only, full or in use, and the validation
+errors our own modules raise (a ``ValueError``/``TypeError`` raised in ``neurotask``). Anything
+else is a bug and keeps its traceback. ``neurotask --debug`` (or ``NEUROTASK_DEBUG=1``) prints the
+traceback of expected failures too.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import gzip
+import os
+import sys
+import traceback
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+import typer
+from nibabel.filebasedimages import ImageFileError
+from PIL import UnidentifiedImageError
+
+from neurotask.features.weights import WeightsError
+from neurotask.fmri.masking import GridMismatchError
+from neurotask.pipeline import ConfigError, LockedError
+from neurotask.stores import StoreError
+
+__all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled"]
+
+#: The environment variable that, set to 1, shows the traceback of expected failures.
+DEBUG_ENV = "NEUROTASK_DEBUG"
+
+#: Exit status of an expected failure (click's own usage errors exit with 2 too).
+EXIT_EXPECTED = 2
+
+_OURS = (ConfigError, StoreError, LockedError, WeightsError, GridMismatchError)
+_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile, ImageFileError)
+
+#: The fix for an output that cannot be written, by errno.
+_WRITE_FIXES = {
+    errno.ENOSPC: "no space left on the device; free some space or write the outputs elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free some space or write the outputs elsewhere",
+    errno.EROFS: "read-only file system; write the outputs to a writable folder",
+    errno.EACCES: "permission denied; use a folder you may write to (or read)",
+    errno.EPERM: "operation not permitted; use a folder you may write to (or read)",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and the errors it was raised from (``raise ... from``), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def _raised_in_neurotask(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in a ``neurotask`` module."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module == "neurotask" or module.startswith("neurotask.")
+
+
+def _os_message(error: OSError) -> str | None:
+    where = error.filename if error.filename is not None else None
+    if isinstance(error, FileNotFoundError):
+        if where is None:  # our own FileNotFoundError: its message says what is missing
+            return str(error)
+        return f"{where}: no such file or directory; check the path"
+    fix = _WRITE_FIXES.get(error.errno) if error.errno is not None else None
+    if fix is None:
+        return None
+    return f"{where}: {fix}" if where is not None else f"{error.strerror or error}: {fix}"
+
+
+def _message(error: BaseException) -> str | None:
+    if isinstance(error, _OURS):
+        return str(error)
+    if isinstance(error, OSError) and not isinstance(error, (gzip.BadGzipFile, UnidentifiedImageError)):
+        return _os_message(error)
+    if isinstance(error, _CORRUPT):
+        return (f"a compressed input file is truncated or corrupt ({type(error).__name__}: {error}); "
+                f"re-download it (--debug shows where it was read)")
+    if isinstance(error, UnidentifiedImageError):
+        return f"{error}; replace or remove the image (extract: on_error = 'skip' lists and skips it)"
+    if isinstance(error, (ValueError, TypeError)) and _raised_in_neurotask(error):
+        return str(error)
+    return None
+
+
+def describe(error: BaseException) -> str | None:
+    """The message for an expected failure, or None for an unexpected one (a bug: keep its traceback).
+
+    Parameters
+    ----------
+    error : BaseException
+        What a command raised. The errors it was raised from are looked at too, so that a full
+        disk under a library's own error type is still reported as a full disk.
+
+    Returns
+    -------
+    str or None
+        What went wrong, naming the file, argument or config key, and how to fix it.
+    """
+    for link in _chain(error):
+        message = _message(link)
+        if message is not None:
+            return message
+    return None
+
+
+def debug_enabled() -> bool:
+    """``--debug`` was given, or ``NEUROTASK_DEBUG`` is set to a true value."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.meta.get("neurotask.debug"):
+        return True
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; return the exit to raise (``raise fail(...)``)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_EXPECTED)
+
+
+def handled(command: F) -> F:
+    """Wrap a command so that expected failures print their message and exit non-zero.
+
+    Catching inside the command (not around the click app) keeps click from turning an
+    ``EOFError`` into a bare ``Aborted.``, and works the same under the console script and
+    ``typer.testing.CliRunner``.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:
+            message = describe(error)
+            if message is None:
+                raise
+            if debug_enabled():
+                traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+            raise fail(message) from None
+
+    return wrapper  # type: ignore[return-value]
