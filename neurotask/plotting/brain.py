@@ -77,6 +77,8 @@ def plot_brain_map(
     display_mode: str = "z",
     cut_coords: int | list[float] | None = 6,
     cmap: str = "RdBu_r",
+    vmax: float | None = None,
+    symmetric_cbar: bool | str = "auto",
     affine=None,
     volume_shape=None,
 ) -> Figure:
@@ -96,6 +98,10 @@ def plot_brain_map(
         nilearn slicing (default 6 axial slices).
     cmap : str
         Colormap.
+    vmax : float, optional
+        Top of the color scale (e.g. 1 for R²); default the largest |value|.
+    symmetric_cbar : bool or "auto"
+        A scale symmetric around 0 (signed quantities); False for a one-sided one (e.g. R² clipped at 0).
     affine, volume_shape : optional
         Overrides of the grid's attrs.
 
@@ -113,7 +119,7 @@ def plot_brain_map(
     plotting.plot_stat_map(
         image, bg_img=None, display_mode=display_mode, cut_coords=cut_coords, figure=figure, title=title,
         threshold=threshold if threshold is not None else 1e-6, cmap=cmap, colorbar=True, draw_cross=False,
-        resampling_interpolation="nearest",
+        resampling_interpolation="nearest", vmax=vmax, symmetric_cbar=symmetric_cbar,
     )
     return figure
 
