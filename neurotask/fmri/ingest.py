@@ -44,7 +44,7 @@ from rich.progress import Progress
 
 from neurotask.fmri.bold5000 import Layout
 from neurotask.fmri.layouts import read_layout
-from neurotask.fmri.masking import MaskLike, VoxelScreen, brain_mask, load_mask, roi_labels
+from neurotask.fmri.masking import MaskLike, VoxelScreen, brain_mask, check_mask, load_mask, roi_labels
 from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
 from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array
 
@@ -265,6 +265,7 @@ def load_bold5000(
     >>> resp.groupby("session").mean()                                              # doctest: +SKIP
     """
     normalize = _check(normalize)
+    check_mask(mask)
     layout = read_layout(
         root, subject, release, betas=betas, tr=tr, trials_per_run=trials_per_run, session_trials=session_trials,
         preprocessed=preprocessed,

@@ -21,6 +21,19 @@ def test_ingest_command_writes_the_store(tmp_path):
     assert resp.attrs["normalization"] == "run" and resp.sizes["trial"] == 111
 
 
+def test_ingest_command_on_a_flat_release2_folder_and_a_folder_above(tmp_path):
+    tree = write_release2(tmp_path / "downloads" / "BOLD5000_GLMsingle")  # the figshare files, as downloaded
+    assert sorted(p.name for p in tree.root.iterdir()) == [
+        "CSI1_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-01.nii.gz", "CSI1_GLMbetas-TYPED-FITHRF-GLMDENOISE-RR_ses-02.nii.gz",
+        "CSI1_brainmask.nii.gz", "CSI1_imgnames.txt",
+    ]
+    for root, out in ((tree.root, tmp_path / "a.zarr"), (tmp_path / "downloads", tmp_path / "b.zarr")):
+        result = CliRunner().invoke(app, ["ingest", str(root), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "111 trials x" in result.output
+        assert nt.open_responses(out).attrs["folder"] == str(tree.root)
+
+
 def test_ingest_command_reports_bad_options(tmp_path):
     tree = write_release2(tmp_path / "t")
     result = CliRunner().invoke(app, ["ingest", str(tree.root), "--out", str(tmp_path / "x.zarr"), "--betas", "TYPEQ"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -101,3 +102,56 @@ def test_release1_hdf5_roi_files(tmp_path):
     expected = np.concatenate([truth["data"]["TR34"][roi] for roi in ROIS], axis=1)
     np.testing.assert_allclose(resp.values, expected, rtol=1e-6, atol=1e-6)
     assert "LHLOC" in resp["roi"].values.tolist()
+
+
+@pytest.mark.parametrize("names", ["1.x", "new"])
+def test_bids_reads_fmriprep_runs_by_default_with_their_brain_masks(tmp_path, names):
+    truth = write_bids(tmp_path / "t", fmriprep=names)
+    resp = nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "r.zarr", normalize="none",
+                            progress=False)
+    assert resp.attrs["bids_runs"] == "fmriprep-T1w"
+    assert resp.attrs["mask_source"] == "tree:intersection of 4 run masks"
+    keep = np.ones((4, 3, 2), bool)
+    keep[0, 0, 0] = False  # outside session 1 run 1's brain mask
+    rows = [truth["fmriprep"][key][..., [s + 2, s + 3]].mean(axis=-1)[keep] for key in sorted(truth["fmriprep"])
+            for s in BIDS_ONSET_VOLUMES]
+    np.testing.assert_allclose(resp.values, np.array(rows), rtol=1e-6)
+    assert json.loads(resp.attrs["dropped_voxels"])["outside_mask"] == 1
+    files = nt.fmri.input_files(tmp_path / "t", "CSI3", "bids")
+    assert len(files) == 12 and all("fmriprep" in f.parts for f in files if f.name.endswith(".nii.gz"))
+    assert nt.fmri.available_sessions(tmp_path / "t", "CSI3", "bids") == [1, 2]
+
+
+def test_bids_raw_runs_on_request_and_errors_for_incomplete_fmriprep(tmp_path):
+    truth = write_bids(tmp_path / "t", fmriprep="1.x")
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 3, 2), np.uint8), AFFINE), mask)
+    raw = nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "r.zarr", mask=mask,
+                           normalize="none", preprocessed=False, progress=False)
+    assert raw.attrs["bids_runs"] == "raw"
+    values, _ = truth["runs"][(1, 1)]
+    np.testing.assert_allclose(raw.values[0], values[..., [2, 3]].mean(axis=-1).reshape(-1), rtol=1e-6)
+    prep = tmp_path / "t" / "derivatives" / "fmriprep" / "sub-CSI3" / "ses-02" / "func"
+    for path in prep.glob("*_run-02_*"):
+        path.unlink()
+    with pytest.raises(ValueError, match=r"lacks the preprocessed runs of 1 raw runs \(ses-02 run-02\).*preprocessed=False"):
+        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "x.zarr", progress=False)
+    shutil.rmtree(tmp_path / "t" / "derivatives")
+    with pytest.raises(FileNotFoundError, match=r"no BIDS runs .*preproc.* \(raw runs exist: pass preprocessed=False\)"):
+        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "y.zarr", preprocessed=True,
+                         progress=False)
+    events = tmp_path / "t" / "sub-CSI3" / "ses-01" / "func" / "sub-CSI3_ses-01_task-5000scenes_run-01_events.tsv"
+    events.unlink()
+    with pytest.raises(FileNotFoundError, match="the events of .*run-01_bold.nii.gz are missing"):
+        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "z.zarr", mask=mask, progress=False)
+
+
+def test_release1_sessions_from_the_real_bold5000_sessions(tmp_path):
+    write_release1(tmp_path / "t", n_trials=370 + 333)  # CSI2's first two sessions: 10 and 9 runs
+    resp = nt.load_bold5000(tmp_path / "t", "CSI2", release=1, store=tmp_path / "r.zarr", progress=False)
+    assert resp.attrs["session_boundaries"] == "BOLD5000 sessions"
+    assert [int((resp["session"] == s).sum()) for s in (1, 2)] == [370, 333] and int(resp["run"].max()) == 10
+    assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1) == [1, 2]
+    assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1, session_trials=[370, 111, 222]) == [1, 2, 3]
+    assert [f.name for f in nt.fmri.input_files(tmp_path / "t", "CSI2", 1)] == [
+        "CSI2_ROIs_TR3.mat", "CSI2_ROIs_TR4.mat", "CSI02_stim_lists.txt"]
