@@ -240,3 +240,35 @@ def test_lazy_features_give_the_same_tree(tmp_path: Path) -> None:
     lazy = write_synthetic_bold5000(tmp_path / "lazy", features.chunk({"image": 50}), n_sessions=1, n_trials=74)
     xr.testing.assert_equal(eager.drop_attrs(), lazy.drop_attrs())
     assert betas_path(tmp_path / "eager", "CSI1", 1).read_bytes() == betas_path(tmp_path / "lazy", "CSI1", 1).read_bytes()
+
+
+def test_real_sessions_aliases_and_groundtruth_path(tmp_path: Path) -> None:
+    """CSI2's first four real sessions (10, 9, 10, 10 runs), its OpenNeuro ROI spellings, the truth beside the betas."""
+    features = features_for("CSI2", 4)
+    truth = write_synthetic_bold5000(tmp_path, features, "CSI2", n_sessions=4, volume_shape=(8, 8, 6))
+    counts = [nib.load(betas_path(tmp_path, "CSI2", s)).shape[3] for s in (1, 2, 3, 4)]
+    assert counts == [370, 333, 370, 370]  # bold5000/sessions.tsv
+    spm = tmp_path / "derivatives" / "spm" / "sub-CSI2"
+    names = sorted(p.name.split("_mask-")[1].split(".")[0] for p in spm.glob("sub-CSI2_mask-*.nii.gz"))
+    assert names == sorted(["LHEarlyVis", "RHEarlyVis", "LHLO", "RHLO", "LHOPA", "RHOPA", "LHPPA", "RHPPA", "LHRSC",
+                            "RHRRSC"])  # fmt: skip
+    assert groundtruth_path(tmp_path, "CSI2") == tmp_path / "CSI2_groundtruth.nc"
+    xr.testing.assert_equal(open_groundtruth(tmp_path, "CSI2"), truth)
+    # a tree written by earlier versions keeps its truth under derivatives/GLMsingle/<SUBJ>/
+    earlier = tmp_path / "earlier" / "derivatives" / "GLMsingle" / "CSI2"
+    earlier.mkdir(parents=True)
+    (tmp_path / "CSI2_groundtruth.nc").rename(earlier / "CSI2_groundtruth.nc")
+    assert groundtruth_path(tmp_path / "earlier", "CSI2") == earlier / "CSI2_groundtruth.nc"
+    xr.testing.assert_equal(open_groundtruth(tmp_path / "earlier", "CSI2"), truth)
+
+
+def test_demo_call_cuts_the_real_session(tmp_path: Path) -> None:
+    """What the demo writes: one session cut to n_trials, flat; the loader reads it back."""
+    from neurotask.fmri import available_sessions, input_files
+
+    features = features_for("CSI1", 1)
+    write_synthetic_bold5000(tmp_path, features, "CSI1", n_sessions=1, n_trials=74, snr=(1.0, 4.0))
+    assert nib.load(betas_path(tmp_path, "CSI1", 1)).shape[3] == 74
+    assert available_sessions(tmp_path, "CSI1") == [1]
+    assert input_files(tmp_path, "CSI1")[:3] == [betas_path(tmp_path, "CSI1", 1), tmp_path / "CSI1_imgnames.txt",
+                                                 tmp_path / "CSI1_brainmask.nii.gz"]  # fmt: skip
