@@ -126,7 +126,7 @@ def main() -> None:
         _child(args)
         return
 
-    from neurotask.features.weights import save_random_checkpoint
+    from neurotask.features.encoders import save_random_checkpoint
 
     tasks = args.tasks.split(",")
     with tempfile.TemporaryDirectory() as tmp:

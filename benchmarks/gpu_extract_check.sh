@@ -73,7 +73,8 @@ from PIL import Image
 from neurotask.features import encoders
 from neurotask.features.extract import extract_features
 from neurotask.features.registry import INPUTS
-from neurotask.features.weights import resolve_weights, save_random_checkpoint
+from neurotask.features.encoders import save_random_checkpoint
+from neurotask.features.weights import resolve_weights
 from neurotask.stimuli import MODEL_INPUTS, load_image
 
 device, n_images, n_cpu, tasks, batch, out = sys.argv[1:]

@@ -324,6 +324,26 @@ def test_linkage_equals_scipy_average_on_one_minus_similarity(features):
         rsa.linkage(sim, method="ward")
 
 
+def test_linkage_treats_undefined_similarity_as_unrelated():
+    """A NaN row (a model whose score vector is zero, in results written before issue 13) is
+    clustered as similarity 0 to the others and 1 to itself, with a warning naming it."""
+    import scipy.cluster.hierarchy as sch
+
+    values = np.array([[1, .8, np.nan, .1], [.8, 1, np.nan, .2], [np.nan] * 4, [.1, .2, np.nan, 1]])
+    names = ["a", "b", "curvature", "d"]
+    sim = xr.DataArray(values, dims=("model", "model_"), coords={"model": names, "model_": names})
+    with pytest.warns(RuntimeWarning, match=r"undefined \(NaN\) for models \['curvature'\]"):
+        tree = rsa.linkage(sim)
+    filled = np.nan_to_num(values)
+    np.fill_diagonal(filled, 1.0)
+    reference = sch.linkage(ssd.squareform(1 - filled, checks=False), "average")
+    np.testing.assert_allclose(tree.matrix, reference, atol=1e-12)
+    assert np.isfinite(tree.matrix).all()
+    assert 2 in tree.matrix[-1, :2] and tree.matrix[-1, 2] == 1.0  # curvature joins last, at distance 1
+    with pytest.raises(ValueError, match="finite and symmetric"):
+        rsa.linkage(sim.fillna(0.0).where(sim.model != "a", np.inf))
+
+
 # --------------------------------------------------------------------------------------------
 # command line
 
@@ -339,7 +359,7 @@ def test_cli_rsa_writes_matrix_and_figures(tmp_path, features):
         app, ["rsa", str(store), "--subset", "source=scene,coco", "--out", str(out), "--format", "png,svg"]
     )
     assert result.exit_code == 0, result.output
-    written = stores.open_results(out / "similarity.zarr")["similarity"]
+    written = stores.open_results(out / "similarity.zarr")["similarity"].squeeze("subset")  # the rsa step's layout
     expected = rsa.model_similarity(features, subset={"source": ["scene", "coco"]}, progress=False)
     np.testing.assert_allclose(written.values, expected.values, atol=1e-12)
     for name in ("similarity.csv", "similarity.png", "similarity.svg", "dendrogram.png", "dendrogram.svg"):

@@ -1,15 +1,20 @@
 """Taskonomy encoders and feature extraction.
 
-``extract_features`` (and its submodules' torch imports) load on first use, so that importing
-the registry stays light.
+* :mod:`~neurotask.features.registry` — the 25 tasks, their aliases and inputs;
+* :mod:`~neurotask.features.weights` — find, download and verify checkpoints;
+* :mod:`~neurotask.features.encoders` — build, load, cache and run encoders (and random
+  checkpoints for tests and demos);
+* :mod:`~neurotask.features.extract` — images x encoders into a features store, on Dask.
+
+The imports go one way: registry <- weights <- encoders <- extract.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from neurotask.features.encoders import load_encoder, save_random_checkpoint
+from neurotask.features.extract import extract_features
 from neurotask.features.registry import ALIASES, INPUTS, TASKS, resolve_models, resolve_task
+from neurotask.features.weights import resolve_weights
 
 __all__ = [
     "TASKS",
@@ -22,20 +27,3 @@ __all__ = [
     "resolve_weights",
     "save_random_checkpoint",
 ]
-
-_LAZY = {
-    "extract_features": "neurotask.features.extract",
-    "load_encoder": "neurotask.features.encoders",
-    "resolve_weights": "neurotask.features.weights",
-    "save_random_checkpoint": "neurotask.features.weights",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'neurotask.features' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

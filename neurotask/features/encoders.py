@@ -16,10 +16,13 @@ the package's own functions usable for comparison.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from visualpriors.taskonomy_network import TaskonomyEncoder
 
 from neurotask.features.registry import INPUTS, resolve_task
-from neurotask.features.weights import Checkpoint, WeightsError, resolve_weights
+from neurotask.features.weights import Checkpoint, WeightsError, record_verified, resolve_weights
 
 __all__ = [
     "ENCODER",
@@ -38,6 +41,7 @@ __all__ = [
     "MODEL_CACHE_SIZE",
     "build_encoder",
     "random_state_dict",
+    "save_random_checkpoint",
     "load_encoder",
     "cached_encoder",
     "cache_info",
@@ -141,6 +145,49 @@ def random_state_dict(task: str, seed: int = 0) -> dict[str, torch.Tensor]:
             values = scale * (0.5 + rng.random(shape, dtype=np.float32))
         state[name] = torch.from_numpy(np.asarray(values, dtype=np.float32))
     return state
+
+
+def save_random_checkpoint(task: str, directory: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Write a seeded random-weight checkpoint for a task, named like a published one.
+
+    The weights come from :func:`random_state_dict` (He-normal convolutions, random batch-norm
+    statistics, float32), so outputs are neither constant nor exploding. The file is
+    ``<task>_encoder-<sha256>.pth`` with the sha256 of the bytes written; it loads through the
+    same code path as a published checkpoint and is recorded as ``"custom"``. These are random
+    encoders, for tests and demos only: their features mean nothing.
+
+    Parameters
+    ----------
+    task : str
+        Task name or alias (``colorization`` gets a 1-channel first convolution).
+    directory : path-like
+        Created if missing.
+    seed : int
+        Seed of the weights; the same seed gives the same file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> save_random_checkpoint("normal", "weights", seed=0)  # doctest: +SKIP
+    PosixPath('weights/normal_encoder-….pth')
+    """
+    task = resolve_task(task)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": random_state_dict(task, seed)}, buffer)
+    data = buffer.getvalue()
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = Path(directory) / f"{task}_encoder-{sha256}.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    record_verified(path, sha256)
+    return path
 
 
 def _read_state_dict(checkpoint: Checkpoint) -> Mapping[str, torch.Tensor]:

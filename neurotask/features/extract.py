@@ -17,7 +17,6 @@ and decoding per (chunk, model) would decode every image 25 times.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from neurotask.execution import cpu_count, current_client, map_unordered, progress
 from neurotask.features import encoders
 from neurotask.features.registry import INPUTS, resolve_models
 from neurotask.features.weights import Checkpoint, resolve_weights
@@ -124,7 +124,7 @@ def _worker_threads() -> int:
             return torch.get_num_threads()
         except ValueError:  # not on a worker
             pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cpu_count()
 
 
 def _encode_chunk(
@@ -186,17 +186,6 @@ def _write_unit(
 # 3. orchestration
 
 
-def _current_client(client: Any) -> Any:
-    if client is not None or "distributed" not in sys.modules:
-        return client
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 def _units(
     pending: Iterable[Mapping[str, slice]], tasks: Sequence[str], n_workers: int
 ) -> list[tuple[slice, list[str]]]:
@@ -213,69 +202,50 @@ def _units(
     return units
 
 
-def _progress() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("extracting features (images x models)"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), transient=True,
-    )
+def _run_unit(
+    unit: tuple[slice, Sequence[str], Sequence[Checkpoint]],
+    *,
+    writer: RegionWriter | None,
+    model_index: Mapping[str, int],
+    **kwargs: Any,
+) -> dict[str, np.ndarray]:
+    """One unit of work (a task on a cluster): its features in memory, or written to the store."""
+    image_region, paths, checkpoints = unit
+    if writer is None:
+        return _encode_chunk(paths, checkpoints, **kwargs)
+    _write_unit(writer, image_region, model_index, paths, checkpoints, **kwargs)
+    return {}
 
 
 Result = Iterator[tuple[str, slice, np.ndarray]]
 
 
-def _run_in_process(
+def _run_units(
     units: list[tuple[slice, list[str]]],
     checkpoints: Mapping[str, Checkpoint],
     writer: RegionWriter | None,
     model_index: Mapping[str, int],
     paths: list[str],
     run: Mapping[str, Any],
-) -> Result:
-    """Run the units here, one after the other; yield in-memory results (task, images, features)."""
-    with _progress() as progress:
-        bar = progress.add_task("extract", total=sum((sl.stop - sl.start) * len(g) for sl, g in units))
-        for sl, group in units:
-            unit_checkpoints = [checkpoints[t] for t in group]
-            advance = functools.partial(progress.advance, bar)
-            if writer is None:
-                features = _encode_chunk(paths[sl], unit_checkpoints, advance=advance, **run)
-                yield from ((task, sl, f) for task, f in features.items())
-            else:
-                _write_unit(writer, sl, model_index, paths[sl], unit_checkpoints, advance=advance, **run)
-
-
-def _run_on_client(
     client: Any,
-    units: list[tuple[slice, list[str]]],
-    checkpoints: Mapping[str, Checkpoint],
-    writer: RegionWriter | None,
-    model_index: Mapping[str, int],
-    paths: list[str],
-    run: Mapping[str, Any],
 ) -> Result:
-    """Submit every unit to the cluster; yield in-memory results as units complete."""
-    if not units:
-        return
-    from distributed import as_completed
+    """Run the units and yield in-memory results (task, images, features) as units complete.
 
-    futures = {}
-    for sl, group in units:
-        unit_checkpoints = [checkpoints[t] for t in group]
-        if writer is None:
-            future = client.submit(_encode_chunk, paths[sl], unit_checkpoints, pure=False, **run)
-        else:
-            future = client.submit(_write_unit, writer, sl, model_index, paths[sl], unit_checkpoints, pure=False, **run)
-        futures[future] = (sl, group)
-    with _progress() as progress:
-        bar = progress.add_task("extract", total=sum((sl.stop - sl.start) * len(g) for sl, g in units))
-        for future in as_completed(list(futures)):
-            sl, group = futures[future]
-            result = future.result()
-            if writer is None:
-                yield from ((task, sl, f) for task, f in result.items())
-            progress.advance(bar, (sl.stop - sl.start) * len(group))
+    On a client every unit is a task carrying its inputs (re-run if its worker is lost); in this
+    process the units run one after the other (torch uses all cores) and progress advances per
+    batch.
+    """
+    total = sum((sl.stop - sl.start) * len(group) for sl, group in units)
+    items = [(sl, paths[sl], [checkpoints[t] for t in group]) for sl, group in units]
+    with progress("extracting features (images x models)", total) as advance:
+        kwargs = {"writer": writer, "model_index": model_index, **run}
+        if client is None:
+            kwargs["advance"] = advance
+        for index, features in map_unordered(_run_unit, items, kwargs=kwargs, client=client, threads=1):
+            sl, group = units[index]
+            yield from ((task, sl, f) for task, f in features.items())
+            if client is not None:
+                advance((sl.stop - sl.start) * len(group))
 
 
 def _attrs(
@@ -298,6 +268,62 @@ def _attrs(
         "grayscale_images": json.dumps(grayscale),
         "skipped_files": json.dumps(skipped),
     }
+
+
+_VARIABLE_ATTRS = {"long_name": "Taskonomy encoder features", "units": "1"}
+
+
+def _check_parameters(models: str | Iterable[str], batch_size: int | None, image_chunk: int, on_error: str) -> tuple[str, ...]:
+    """The resolved tasks; raises the uniform parameter error for a bad batch size, chunk or on_error."""
+    tasks = tuple(resolve_models(models))
+    for name, value in (("batch_size", 1 if batch_size is None else batch_size), ("image_chunk", image_chunk)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"The {name!r} parameter of extract_features must be an int >= 1. Got {value!r} instead.")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"unknown on_error {on_error!r}; expected one of {sorted(ON_ERROR)}")
+    return tasks
+
+
+def _parameters(
+    tasks: Sequence[str], paths: Sequence[Path], ids: Sequence[str], checkpoints: Mapping[str, Checkpoint],
+    options: Mapping[str, Any],
+) -> tuple[dict[str, Any], str]:
+    """The store's parameters (a re-run with other ones is refused) and the images' hash (ids and sizes)."""
+    sizes = [p.stat().st_size for p in paths]
+    images_hash = sha256_array(np.array([f"{i}:{s}" for i, s in zip(ids, sizes)], dtype=object).astype(str))
+    parameters = {
+        "models": list(tasks),
+        "images_sha256": images_hash,
+        "n_images": len(ids),
+        "weights_sha256": {t: c.sha256 for t, c in checkpoints.items()},
+        "normalize_outputs": options["normalize_outputs"],
+        "fast": options["fast"],
+        "input_size": INPUT_SIZE,
+        "image_chunk": options["image_chunk"],
+        "on_error": options["on_error"],
+    }
+    return parameters, images_hash
+
+
+def _writer(
+    store: str | os.PathLike[str], coords: Mapping[str, Any], shape: tuple[int, int, int],
+    parameters: Mapping[str, Any], images_hash: str, attrs: Mapping[str, Any], overwrite: bool,
+) -> RegionWriter:
+    """The store's resumable writer, regions of one model x one image chunk."""
+    image_chunk = parameters["image_chunk"]
+    zeros = da.zeros(shape, dtype=np.float32, chunks=(1, image_chunk, -1))
+    template = xr.Dataset({"features": (SCHEMAS["features"].dims, zeros, _VARIABLE_ATTRS)}, coords=coords)
+    return RegionWriter(
+        store, template, region_dims=["model", "image"], chunks={"model": 1, "image": image_chunk, "feature": -1},
+        parameters=parameters, inputs={"images": images_hash}, attrs=attrs, overwrite=overwrite,
+    )
+
+
+def _all_regions(shape: tuple[int, int, int], image_chunk: int) -> list[dict[str, slice]]:
+    """Every (model, image chunk) region, for a run without a store."""
+    n_models, n_images, _ = shape
+    chunks = [slice(s, min(s + image_chunk, n_images)) for s in range(0, n_images, image_chunk)]
+    return [{"model": slice(m, m + 1), "image": sl} for m in range(n_models) for sl in chunks]
 
 
 def extract_features(
@@ -372,7 +398,7 @@ def extract_features(
 
     Examples
     --------
-    >>> from neurotask.features.weights import save_random_checkpoint
+    >>> from neurotask.features.encoders import save_random_checkpoint
     >>> paths = nt.datasets.write_synthetic_stimuli("stimuli", n_images=4)        # doctest: +SKIP
     >>> save_random_checkpoint("normal", "weights", seed=0)                        # doctest: +SKIP
     >>> feats = extract_features(paths, ["normal"], "features.zarr", weights="weights")  # doctest: +SKIP
@@ -380,17 +406,11 @@ def extract_features(
     Frozen({'model': 1, 'image': 4, 'feature': 2048})
     """
     # 1. check the parameters and the inputs
-    tasks = resolve_models(models)
-    for name, value in (("batch_size", 1 if batch_size is None else batch_size), ("image_chunk", image_chunk)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"The {name!r} parameter of extract_features must be an int >= 1. Got {value!r} instead.")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"unknown on_error {on_error!r}; expected one of {sorted(ON_ERROR)}")
-    client = _current_client(client)
-    if client is None:
+    tasks = _check_parameters(models, batch_size, image_chunk, on_error)
+    client = current_client(client)
+    if client is None:  # on a cluster "auto" and the batch size are resolved on each worker
         device = str(encoders.resolve_device(device))
-        if batch_size is None:
-            batch_size = encoders.default_batch_size(device)
+        batch_size = encoders.default_batch_size(device) if batch_size is None else batch_size
     paths, grayscale, skipped = _scan(find_images(images), on_error, min(8, _worker_threads()))
     ids = [image_id(p) for p in paths]
 
@@ -398,64 +418,29 @@ def extract_features(
     checkpoints = {task: resolve_weights(task, weights) for task in tasks}
 
     # 3. the store's template, or an in-memory array
-    sizes = [p.stat().st_size for p in paths]
-    images_hash = sha256_array(np.array([f"{i}:{s}" for i, s in zip(ids, sizes)], dtype=object).astype(str))
-    parameters = {
-        "models": list(tasks),
-        "images_sha256": images_hash,
-        "n_images": len(ids),
-        "weights_sha256": {t: c.sha256 for t, c in checkpoints.items()},
-        "normalize_outputs": bool(normalize_outputs),
-        "fast": bool(fast),
-        "input_size": INPUT_SIZE,
-        "image_chunk": int(image_chunk),
-        "on_error": on_error,
-    }
-    attrs = _attrs(checkpoints, grayscale, skipped, normalize_outputs)
-    attrs["fast"] = bool(fast)
+    options = {"normalize_outputs": bool(normalize_outputs), "fast": bool(fast), "image_chunk": int(image_chunk),
+               "on_error": on_error}
+    parameters, images_hash = _parameters(tasks, paths, ids, checkpoints, options)
+    attrs = {**_attrs(checkpoints, grayscale, skipped, normalize_outputs), "fast": bool(fast)}
     coords = {"model": list(tasks), "image": ids, "source": ("image", [image_source(i) for i in ids])}
     shape = (len(tasks), len(ids), encoders.N_FEATURES)
-    variable_attrs = {"long_name": "Taskonomy encoder features", "units": "1"}
+    writer = None if store is None else _writer(store, coords, shape, parameters, images_hash, attrs, overwrite)
+    pending = _all_regions(shape, image_chunk) if writer is None else writer.pending()
+
+    # 4. run the units: on the cluster, or here; with a store they write their regions, yield nothing
+    values = np.empty(shape if writer is None else (0, 0, 0), dtype=np.float32)
     model_index = {t: i for i, t in enumerate(tasks)}
-    path_of = [str(p) for p in paths]
-    run = {
-        "device": device, "batch_size": None if batch_size is None else int(batch_size),
-        "normalize_outputs": bool(normalize_outputs),
-        "fast": bool(fast),
-    }
-
-    # in-memory results; with a store the units write their regions and yield nothing
-    values = np.empty(shape if store is None else (0, 0, 0), dtype=np.float32)
-    if store is None:
-        pending = [
-            {"model": slice(m, m + 1), "image": sl}
-            for m in range(len(tasks))
-            for sl in (slice(s, min(s + image_chunk, len(ids))) for s in range(0, len(ids), image_chunk))
-        ]
-        writer = None
-    else:
-        template = xr.Dataset(
-            {"features": (SCHEMAS["features"].dims, da.zeros(shape, dtype=np.float32, chunks=(1, image_chunk, -1)), variable_attrs)},
-            coords=coords,
-        )
-        writer = RegionWriter(
-            store, template, region_dims=["model", "image"],
-            chunks={"model": 1, "image": image_chunk, "feature": -1},
-            parameters=parameters, inputs={"images": images_hash}, attrs=attrs, overwrite=overwrite,
-        )
-        pending = writer.pending()
-
-    # 4. run the units: on the cluster, or here with a progress bar
     n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+    run = {"device": device, "batch_size": None if batch_size is None else int(batch_size),
+           "normalize_outputs": bool(normalize_outputs), "fast": bool(fast)}
     units = _units(pending, tasks, n_workers)
-    run_units = _run_in_process if client is None else functools.partial(_run_on_client, client)
-    for task, sl, features in run_units(units, checkpoints, writer, model_index, path_of, run):
+    for task, sl, features in _run_units(units, checkpoints, writer, model_index, [str(p) for p in paths], run, client):
         values[model_index[task], sl] = features
 
     # 5. finish
     final = {"device": device, "batch_size": "auto" if batch_size is None else int(batch_size)}
     if writer is None:
-        array = xr.DataArray(values, dims=SCHEMAS["features"].dims, coords=coords, name="features", attrs=variable_attrs)
+        array = xr.DataArray(values, dims=SCHEMAS["features"].dims, coords=coords, name="features", attrs=_VARIABLE_ATTRS)
         array.attrs.update({**attrs, **provenance(parameters, {"images": images_hash}), **final})
         return array
     if not writer.complete:

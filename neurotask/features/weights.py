@@ -15,14 +15,13 @@ Resolution order for a task (:func:`resolve_weights`):
    ``NEUROTASK_WEIGHTS_URL`` or the published base URL.
 
 In a directory the published file name is preferred; otherwise any ``<task>_encoder-*.pth``
-is accepted (e.g. the random-weight checkpoints of :func:`save_random_checkpoint`), and it is
+is accepted (e.g. the random-weight checkpoints of
+:func:`neurotask.features.encoders.save_random_checkpoint`), and it is
 labelled ``"custom"`` rather than ``"published"``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ __all__ = [
     "resolve_weights",
     "verify_checkpoint",
     "download_weights",
-    "save_random_checkpoint",
+    "record_verified",
 ]
 
 WEIGHTS_ENV = "NEUROTASK_WEIGHTS"
@@ -120,6 +119,12 @@ def weights_url(task: str, base_url: str | None = None) -> str:
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def record_verified(path: Path, sha256: str) -> None:
+    """Remember the sha256 of a file this process has just written from bytes it hashed."""
+    stat = path.stat()
+    _VERIFIED[(str(path.resolve()), stat.st_size, stat.st_mtime_ns)] = sha256
 
 
 def _file_sha256(path: Path) -> str:
@@ -291,45 +296,3 @@ def resolve_weights(
             f"in one of them, or allow the download"
         )
     return download_weights(task, base_url=base_url)
-
-
-def save_random_checkpoint(task: str, directory: str | os.PathLike[str], seed: int = 0) -> Path:
-    """Write a seeded random-weight checkpoint for a task, named like a published one.
-
-    The weights come from :func:`neurotask.features.encoders.random_state_dict` (He-normal
-    convolutions, random batch-norm statistics, float32), so outputs are neither constant nor
-    exploding. The file is ``<task>_encoder-<sha256>.pth`` with the sha256 of the bytes written;
-    it loads through the same code path as a published checkpoint and is recorded as ``"custom"``.
-    These are random encoders, for tests and demos only: their features mean nothing.
-
-    Parameters
-    ----------
-    task : str
-        Task name or alias (``colorization`` gets a 1-channel first convolution).
-    directory : path-like
-        Created if missing.
-    seed : int
-        Seed of the weights; the same seed gives the same file.
-
-    Returns
-    -------
-    pathlib.Path
-        The written file.
-    """
-    import torch
-
-    from neurotask.features.encoders import random_state_dict
-
-    task = resolve_task(task)
-    buffer = io.BytesIO()
-    torch.save({"state_dict": random_state_dict(task, seed)}, buffer)
-    data = buffer.getvalue()
-    path = Path(directory) / f"{task}_encoder-{hashlib.sha256(data).hexdigest()}.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        partial = path.with_name(path.name + ".part")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    stat = path.stat()
-    _VERIFIED[(str(path.resolve()), stat.st_size, stat.st_mtime_ns)] = path.name[len(task) + 9 : -4]
-    return path

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurotask.features.weights import save_random_checkpoint
+from neurotask.features.encoders import save_random_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from neurotask.features import encoders
+from neurotask.features.encoders import save_random_checkpoint
 from neurotask.features.extract import extract_features
 from neurotask.features.registry import TASKS
-from neurotask.features.weights import WeightsError, save_random_checkpoint, verify_checkpoint
+from neurotask.features.weights import WeightsError, verify_checkpoint
 from neurotask.stimuli import lightness_input, load_image, rgb_input
 
 encoders.fix_visualpriors()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from neurotask.features import weights
+from neurotask.features.encoders import save_random_checkpoint
 from neurotask.features.weights import (
     WeightsError,
     resolve_weights,
-    save_random_checkpoint,
     verify_checkpoint,
 )
 
