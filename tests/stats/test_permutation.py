@@ -187,3 +187,69 @@ def test_with_the_encoding_fit_and_predict(small_fit, encoding_fit):
     # loses ~3e-4 in r there (our float64-built operator agrees with sklearn's Ridge to 1e-7)
     np.testing.assert_allclose(refit.observed, fit.r, atol=1e-3)
     assert perm.significant.sel(model="normal").values[drivers == "normal"].mean() > 0.8
+
+
+# --------------------------------------------------------------------------------------------
+# the fit keeps what the null needs; plain arrays; trials left out of the split stay out of the null
+
+
+def _plain(features, responses):
+    """As users bring them: features with model/image coords, responses with image/session on trial."""
+    features = xr.DataArray(features.values, dims=features.dims,
+                            coords={"model": features.model.values, "image": features.image.values})
+    responses = xr.DataArray(responses.values, dims=responses.dims,
+                             coords={"image": ("trial", responses.image.values),
+                                     "session": ("trial", responses.session.values)})
+    return features, responses
+
+
+def test_without_features_from_the_kept_predictions(small_fit, tmp_path):
+    import neurotask as nt
+
+    features, responses, _, _, drivers = _plain(*small_fit[:2]) + small_fit[2:]
+    fit = nt.encoding.fit(features, responses, cv=3, progress=False, store=tmp_path / "fit.zarr")
+    perm = permutation_test(fit, responses, n_permutations=199, seed=1)
+    np.testing.assert_allclose(perm.observed, fit.r, atol=1e-5)
+    # the same null from the features: predictions recomputed by nt.encoding.predict
+    again = permutation_test(fit.drop_vars("prediction"), responses, features, n_permutations=199, seed=1)
+    # float32 solvers summing in another order: ~1e-5 in r where alpha is large and predictions tiny
+    np.testing.assert_allclose(again.observed, perm.observed, atol=1e-4)
+    assert (again.p.values == perm.p.values).mean() >= 0.99  # float32 rounding may flip a near-tie
+    assert np.abs(again.p.values - perm.p.values).max() <= 2 / 200
+    # the brute-force loop over the stored predictions
+    test = responses.values[fit.is_test.values].astype(np.float64)
+    expected = _brute_force_p(fit.prediction.values[0].astype(np.float64), test,
+                              _permutations(test.shape[0], 199, seed=1), "r")
+    np.testing.assert_array_equal(perm.p.values[0], expected.astype(np.float32))
+    assert perm.significant.sel(model="normal").values[drivers == "normal"].mean() > 0.8
+
+
+def test_trials_left_out_of_the_split_are_left_out_of_the_null(small_fit):
+    import neurotask as nt
+
+    features, responses = _plain(*small_fit[:2])
+    images = responses.image.values.copy()
+    test = np.flatnonzero(responses.session.values == 4)
+    images[test[:15]] = images[:15]  # 15 test trials show training images
+    responses = responses.assign_coords(image=("trial", images))
+    fit = nt.encoding.fit(features, responses, cv=3, progress=False)
+    kept = fit.is_test.values
+    assert kept.sum() == test.size - 15 and fit.attrs["n_test_trials_dropped"] == 15
+    perm = permutation_test(fit, responses, n_permutations=99, seed=2)
+    y = responses.values[kept].astype(np.float64)
+    for m in range(2):
+        expected = _brute_force_p(fit.prediction.values[m].astype(np.float64), y, _permutations(kept.sum(), 99, 2),
+                                  "r")
+        np.testing.assert_array_equal(perm.p.values[m], expected.astype(np.float32))
+    refit = permutation_test(fit, responses, features, method="refit", n_permutations=9, seed=2)
+    np.testing.assert_allclose(refit.observed, fit.r, atol=1e-3)  # the refit uses the fit's training trials only
+
+
+def test_joint_model_spaces_drive_the_refit(small_fit):
+    import neurotask as nt
+
+    features, responses = _plain(*small_fit[:2])
+    fit = nt.encoding.fit(features, responses, [("normal", "class_object")], cv=3, progress=False)
+    assert nt.encoding.model_spaces(fit) == {"normal+class_object": ("normal", "class_object")}
+    refit = permutation_test(fit, responses, features, method="refit", n_permutations=9, seed=0)
+    np.testing.assert_allclose(refit.observed, fit.r, atol=1e-3)
