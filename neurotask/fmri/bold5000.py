@@ -16,14 +16,17 @@ responses.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 from nibabel.openers import ImageOpener
 
 __all__ = [
@@ -211,27 +214,32 @@ def _stream_volumes(path: Path, volumes: Iterable[int] | None = None) -> Iterato
 
     The file is read sequentially (a gzip stream is decompressed once), one volume in memory at a time.
     """
-    img = nib.load(path)
-    proxy = img.dataobj
-    shape = img.shape
-    n_volumes = int(np.prod(shape[3:], dtype=int)) if len(shape) > 3 else 1
-    n_voxels = int(np.prod(shape[:3], dtype=int))
-    dtype = np.dtype(proxy.dtype)
-    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
-    wanted = set(range(n_volumes)) if volumes is None else set(volumes)
-    if wanted and (min(wanted) < 0 or max(wanted) >= n_volumes):
-        raise ValueError(f"{path} has {n_volumes} volumes; volumes {sorted(wanted)[:5]}… are out of range")
-    last = max(wanted, default=-1)
-    with ImageOpener(img.file_map["image"].filename, "rb") as stream:
-        stream.seek(proxy.offset)
-        for t in range(last + 1):
-            buffer = stream.read(n_voxels * dtype.itemsize)
-            if t not in wanted:
-                continue
-            volume = np.frombuffer(buffer, dtype=dtype).astype(np.float32)
-            if slope != 1.0 or inter != 0.0:
-                volume = volume * np.float32(slope) + np.float32(inter)
-            yield t, volume
+    try:  # gzip and nibabel do not say which file is truncated or corrupt: say it here
+        img = nib.load(path)
+        proxy = img.dataobj
+        shape = img.shape
+        n_volumes = int(np.prod(shape[3:], dtype=int)) if len(shape) > 3 else 1
+        n_voxels = int(np.prod(shape[:3], dtype=int))
+        dtype = np.dtype(proxy.dtype)
+        slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+        wanted = set(range(n_volumes)) if volumes is None else set(volumes)
+        if wanted and (min(wanted) < 0 or max(wanted) >= n_volumes):
+            raise ValueError(f"{path} has {n_volumes} volumes; volumes {sorted(wanted)[:5]}… are out of range")
+        last = max(wanted, default=-1)
+        with ImageOpener(img.file_map["image"].filename, "rb") as stream:
+            stream.seek(proxy.offset)
+            for t in range(last + 1):
+                buffer = stream.read(n_voxels * dtype.itemsize)
+                if len(buffer) < n_voxels * dtype.itemsize:
+                    raise EOFError(f"the file ends in volume {t + 1} of {n_volumes}")
+                if t not in wanted:
+                    continue
+                volume = np.frombuffer(buffer, dtype=dtype).astype(np.float32)
+                if slope != 1.0 or inter != 0.0:
+                    volume = volume * np.float32(slope) + np.float32(inter)
+                yield t, volume
+    except (EOFError, zlib.error, gzip.BadGzipFile, ImageFileError) as error:
+        raise ValueError(f"{path}: truncated or corrupt NIfTI ({error}); re-download it") from error
 
 
 def read_volumes(path: str | Path, voxels: np.ndarray, volumes: Sequence[int] | None = None) -> np.ndarray:

@@ -44,7 +44,9 @@ from rich.progress import Progress
 
 from neurotask.fmri.bold5000 import Layout
 from neurotask.fmri.layouts import read_layout
-from neurotask.fmri.masking import MaskLike, VoxelScreen, brain_mask, check_mask, load_mask, roi_labels
+from neurotask.fmri.masking import (
+    MaskLike, VoxelScreen, brain_mask, check_mask, is_finite_choice, load_mask, roi_labels,
+)
 from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
 from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array
 
@@ -141,7 +143,7 @@ def _mask_id(mask: MaskLike | None) -> str | None:
 
 
 def _is_path(mask: MaskLike | None) -> bool:
-    return isinstance(mask, os.PathLike) or (isinstance(mask, str) and mask != "finite")
+    return isinstance(mask, (str, os.PathLike)) and not is_finite_choice(mask)
 
 
 def _dropped(layout: Layout, keep: np.ndarray, screened: dict[str, int], finite: bool) -> dict[str, int]:
@@ -295,10 +297,14 @@ def load_bold5000(
         staging = Path(f"{path}.staging")
         stage_parameters = {k: v for k, v in parameters.items() if k not in ("normalize", "voxel_chunk")}
         started = time.perf_counter()
-        screen = _stage(layout, candidates, staging, {**stage_parameters, "stage": True}, bar)
+        try:
+            screen = _stage(layout, candidates, staging, {**stage_parameters, "stage": True}, bar)
+        except Exception:  # an unreadable input fails again on resume: keep staging only across interruptions
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         logger.info("staged %d sessions in %.1f s", len(layout.sessions), time.perf_counter() - started)
         keep, screened = screen.keep(by_run=normalize == "run")
-        dropped = _dropped(layout, keep, screened, isinstance(mask, str) and mask == "finite")
+        dropped = _dropped(layout, keep, screened, is_finite_choice(mask))
         if not keep.any():
             shutil.rmtree(staging, ignore_errors=True)
             _check_survivors(layout, keep, screened, dropped, str(candidates["mask"]))

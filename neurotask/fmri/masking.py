@@ -26,7 +26,7 @@ from neurotask.fmri.bold5000 import ROIS, Grid, first_volume, mean_abs_volume
 from neurotask.stores import sha256_array, sha256_file
 
 __all__ = ["MASK_CHOICES", "GridMismatchError", "MaskLike", "VoxelScreen", "brain_mask", "check_mask", "derive_mask",
-           "load_mask", "roi_labels"]
+           "is_finite_choice", "load_mask", "roi_labels"]
 
 #: What ``mask=`` accepts besides None (the tree's mask): the word "finite", or a mask itself.
 MaskLike = str | os.PathLike[str] | nib.spatialimages.SpatialImage | np.ndarray
@@ -102,9 +102,14 @@ def _array_mask(mask: np.ndarray, grid: Grid) -> np.ndarray:
     return values.astype(bool) if values.dtype == bool else np.nan_to_num(values.astype(np.float64), nan=0.0) > 0
 
 
+def is_finite_choice(mask: object) -> bool:
+    """``mask="finite"`` (also as ``Path("finite")``, as a command line passes it)."""
+    return isinstance(mask, (str, os.PathLike)) and os.fspath(mask) == "finite"
+
+
 def check_mask(mask: object) -> None:
     """Refuse a ``mask=`` that is none of :data:`MASK_CHOICES` before any file is read."""
-    if isinstance(mask, (str, os.PathLike)) and not (mask == "finite" or Path(mask).is_file()):
+    if isinstance(mask, (str, os.PathLike)) and not (is_finite_choice(mask) or Path(mask).is_file()):
         raise FileNotFoundError(f"mask {str(mask)!r} is not a file; pass {MASK_CHOICES}")
     if not (mask is None or isinstance(mask, (str, os.PathLike, np.ndarray, nib.spatialimages.SpatialImage))):
         raise TypeError(f"mask must be {MASK_CHOICES}; got {type(mask).__name__}")
@@ -133,7 +138,7 @@ def brain_mask(
     -------
     (numpy.ndarray of bool, shape grid.shape, str)
     """
-    if isinstance(mask, str) and mask == "finite":
+    if is_finite_choice(mask):
         return np.isfinite(first_volume(first_file)).reshape(grid.shape, order="F"), f"finite:{first_file.name}"
     if isinstance(mask, np.ndarray):
         return _array_mask(mask, grid), f"given:array:{sha256_array(np.asarray(mask))}"

@@ -32,6 +32,9 @@ def test_ingest_command_on_a_flat_release2_folder_and_a_folder_above(tmp_path):
         assert result.exit_code == 0, result.output
         assert "111 trials x" in result.output
         assert nt.open_responses(out).attrs["folder"] == str(tree.root)
+    result = CliRunner().invoke(app, ["ingest", str(tree.root), "--out", str(tmp_path / "c.zarr"), "--mask", "finite"])
+    assert result.exit_code == 0, result.output
+    assert nt.open_responses(tmp_path / "c.zarr").attrs["mask_source"].startswith("finite:")
 
 
 def test_ingest_command_reports_bad_options(tmp_path):
