@@ -48,7 +48,9 @@ PARTITION_VARIABLES = (
     "relative_unique_a", "relative_unique_b", "transfer_a_to_b", "transfer_b_to_a",
 )
 _ADDITIVE = ("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared")
-_BANDED_RATIOS = np.logspace(-2, 2, 9)  # alpha_A / alpha_B grid of the banded search
+_BANDED_RATIOS = np.logspace(-2, 2, 9)
+#: The fits' split attrs carried into the result (folds rule, repeats left out).
+_SPLIT_ATTRS = ("cv_folds", "cv_rule", "repeats", "n_test_trials_dropped", "n_train_trials_dropped")  # alpha_A / alpha_B grid of the banded search
 
 
 def _ratio(numerator, denominator):
@@ -280,8 +282,9 @@ def variance_partition(
     if ceiling is not None:
         for name in _ADDITIVE:
             out[f"{name}_normalized"] = ceiling_normalized(out[name], ceiling.drop_vars(list(ceiling.coords)))
+    split = {k: singles.attrs[k] for k in _SPLIT_ATTRS if k in singles.attrs}
     out.attrs = {"method": "banded ridge" if banded else "ridge", "definitions": "DESIGN §3 variance partitioning",
-                 "summary_rule": rule}
+                 "summary_rule": rule, **split}
     return out
 
 

@@ -79,3 +79,67 @@ def test_bad_pairs(spaces):
         variance_partition(features, responses, [("normal", "nope")])
     with pytest.raises(ValueError, match="'all'"):
         variance_partition(features, responses, "some")
+
+
+# --------------------------------------------------------------------------------------------
+# summaries over meaningful voxels; plain arrays; folds that fit the data
+
+
+def _naive_summary(vp, pair, mask_ab, mask_ba, both):
+    """The summary rule as a user would compute it, voxel by voxel with numpy."""
+    get = lambda name: vp[name].sel(pair=pair).values  # noqa: E731
+    mean = lambda name, mask: get(name)[mask].mean() if mask.any() else np.nan  # noqa: E731
+    return {
+        "shared_mean": mean("shared", both), "unique_a_mean": mean("unique_a", both),
+        "transfer_a_to_b_mean": mean("shared", mask_ab) / mean("r2_b", mask_ab) if mask_ab.any() else np.nan,
+        "transfer_b_to_a_mean": mean("shared", mask_ba) / mean("r2_a", mask_ba) if mask_ba.any() else np.nan,
+        "n_voxels_summary": both.sum(), "n_voxels_transfer_a_to_b": mask_ab.sum(),
+    }
+
+
+def test_summaries_over_meaningful_voxels_match_numpy(spaces, encoding_fit):
+    from neurotask.stats import permutation_test
+
+    features, responses = spaces
+    singles = encoding_fit(features, responses, cv=3, progress=False)
+    pairs = [("normal", "normal_copy"), ("normal", "class_object")]
+    plain = variance_partition(features, responses, pairs, results=singles, cv=3, progress=False)
+    perm = permutation_test(singles, responses, n_permutations=99, seed=0)
+    with_perm = variance_partition(features, responses, pairs, results=singles, permutation=perm, cv=3, progress=False)
+    for vp, significant in ((plain, None), (with_perm, perm.significant)):
+        for pair, (a, b) in zip(vp.pair.values, pairs):
+            r2_a, r2_b = vp.r2_a.sel(pair=pair).values, vp.r2_b.sel(pair=pair).values
+            both = (r2_a > 0) & (r2_b > 0) if significant is None else \
+                significant.sel(model=a).values & significant.sel(model=b).values
+            expected = _naive_summary(vp, pair, both & (r2_b > 0), both & (r2_a > 0), both)
+            for name, value in expected.items():
+                np.testing.assert_allclose(vp[name].sel(pair=pair).values, value, rtol=1e-10, err_msg=name)
+        assert "summary_rule" in vp.attrs
+    assert "significant" in with_perm.attrs["summary_rule"] and "R²(A) > 0" in plain.attrs["summary_rule"]
+    copy = with_perm.sel(pair="normal+normal_copy")
+    print(f"transfer normal→copy over {int(copy.n_voxels_transfer_a_to_b)} voxels: {float(copy.transfer_a_to_b_mean):.3f}")
+    assert int(copy.n_voxels_transfer_a_to_b) > 30 and np.isfinite(copy.transfer_a_to_b_mean)
+    # a model without significant voxels: no voxel qualifies, NaN with a count of 0
+    none = perm.copy()
+    none["significant"] = none.significant.where(none.model != "class_object", False)
+    vp = variance_partition(features, responses, pairs[1:], results=singles, permutation=none, cv=3, progress=False)
+    assert int(vp.n_voxels_transfer_a_to_b[0]) == 0 and np.isnan(vp.transfer_a_to_b_mean[0])
+    np.testing.assert_allclose(vp.shared, plain.shared.sel(pair=["normal+class_object"]))  # per-voxel values stay
+
+
+def test_plain_arrays_and_a_last_session_held_out_of_five(responses_factory):
+    features = make_synthetic_features(["normal", "class_object"], 160, n_features=16, seed=7)
+    responses = responses_factory(features, ["normal"] * 30 + [""] * 10, n_sessions=5, trials_per_session=48, seed=8)
+    features = xr.DataArray(features.values, dims=features.dims,
+                            coords={"model": features.model.values, "image": features.image.values})
+    responses = xr.DataArray(responses.values, dims=responses.dims,
+                             coords={"image": ("trial", responses.image.values),
+                                     "session": ("trial", responses.session.values)})
+    vp = variance_partition(features, responses, [("normal", "class_object")], test_sessions=[5], progress=False)
+    banded = variance_partition(features, responses, [("normal", "class_object")], test_sessions=[5], banded=True,
+                                progress=False).compute()
+    for out in (vp, banded):
+        assert np.isfinite(out.r2_ab.values).all() and int(out.n_voxels_summary[0]) > 0
+        assert np.isfinite(out.transfer_a_to_b_mean.values).all()
+    assert float(vp.r2_a.isel(voxel=slice(0, 30)).mean()) > 0.2
+    assert vp.attrs["cv_folds"] == 4 and vp.attrs["cv_rule"].startswith("leave-one-session-out")
