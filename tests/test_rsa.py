@@ -21,7 +21,7 @@ import scipy.stats
 import xarray as xr
 from typer.testing import CliRunner
 
-from neurotask import rsa, stores
+from neurotask import rsa, stimuli, stores
 from neurotask.rsa import _kernels
 from neurotask.cli import app
 from neurotask.datasets import make_synthetic_features
@@ -232,6 +232,77 @@ def test_bad_subsets_say_what_is_wrong(features, subset, message):
 def test_subset_of_two_images_is_refused(features):
     with pytest.raises(ValueError, match="at least 3 images"):
         rsa.rdm(features, subset=list(features.image.values[:2]))
+
+
+# --------------------------------------------------------------------------------------------
+# plain labeled arrays, as users bring them
+
+
+def _plain_features(ids, n_models=3, n_features=24, seed=7, dtype=np.float32) -> xr.DataArray:
+    """Only the essentials: dims (model, image, feature), coords model and image; nothing else."""
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal((len(ids), n_features))
+    values = np.stack([shared + (1 + m) * rng.standard_normal((len(ids), n_features)) for m in range(n_models)])
+    return xr.DataArray(
+        values.astype(dtype), dims=("model", "image", "feature"),
+        coords={"model": [f"m{m}" for m in range(n_models)], "image": list(ids)},
+    )
+
+
+BOLD5000_IDS = (
+    [f"COCO_train2014_{i:012d}" for i in range(584, 596)]
+    + [f"n0144076{i}_{10110 + i}" for i in range(10)]
+    + ["airplanecabin1", "ATM1", "bakery3", "bedroom12", "canyon2", "castle1", "kitchen5", "library2"]
+)
+
+
+def test_plain_features_rdm_and_spearman_equal_scipy_and_rsatoolbox():
+    plain = _plain_features(BOLD5000_IDS)
+    assert set(plain.coords) == {"model", "image"}
+    np.testing.assert_allclose(rsa.rdm(plain).values, _reference_rdms(plain), rtol=0, atol=1e-9)
+    sim = rsa.model_similarity(plain, progress=False)
+    toolbox = _rsatoolbox_rdms(plain)
+    np.testing.assert_allclose(sim.values, rsatoolbox.rdm.compare(toolbox, toolbox, "spearman"), rtol=0, atol=1e-9)
+    # dims in another order are accepted too
+    np.testing.assert_array_equal(rsa.model_similarity(plain.transpose("image", "feature", "model"), progress=False), sim)
+
+
+def test_plain_features_source_subset_from_bold5000_ids():
+    plain = _plain_features(BOLD5000_IDS)
+    scenes = [i for i in BOLD5000_IDS if stimuli.image_source(i) == "scene"]
+    selected, description = rsa.select_images(plain, {"source": "scene"})
+    assert list(selected.image.values) == scenes and description == "source == 'scene'"
+    sim = rsa.model_similarity(plain, subset={"source": "scene"}, progress=False)
+    reference = scipy.stats.spearmanr(_reference_rdms(plain.sel(image=scenes)).T).statistic
+    np.testing.assert_allclose(sim.values, reference, rtol=0, atol=1e-9)
+    assert sim.attrs["n_images"] == len(scenes) == 8
+    query = rsa.model_similarity(plain, subset='source == "coco"', progress=False)
+    assert query.attrs["n_images"] == 12
+
+
+def test_plain_features_with_other_ids_have_unknown_source():
+    plain = _plain_features([f"stim{i:03d}" for i in range(20)])
+    assert set(rsa.select_images(plain)[0].source.values) == {"unknown"}
+    with pytest.raises(ValueError, match="selects 0 images"):
+        rsa.model_similarity(plain, subset={"source": "scene"}, progress=False)
+    sim = rsa.model_similarity(plain, subset={"source": "unknown"}, rdm_method="euclidean", progress=False)
+    reference = scipy.stats.spearmanr(_reference_rdms(plain, "euclidean").T).statistic
+    np.testing.assert_allclose(sim.values, reference, rtol=0, atol=1e-9)
+
+
+def test_float64_features_are_accepted_and_lazy():
+    """float64 input is cast to float32 (the features schema), lazily: the result equals the
+    float32 features' exactly, and rsatoolbox's on the float64 values to float32 rounding."""
+    plain64 = _plain_features(BOLD5000_IDS, dtype=np.float64)
+    lazy = plain64.chunk({"model": 1})
+    with dask.config.set(scheduler=_forbid_compute):
+        rdms = rsa.rdm(lazy, subset={"source": ["coco", "imagenet"]})
+    assert isinstance(rdms.data, da.Array) and rdms.attrs["n_images"] == 22
+    sim = rsa.model_similarity(lazy, compare="pearson", progress=False)
+    np.testing.assert_array_equal(sim.values, rsa.model_similarity(plain64.astype(np.float32), compare="pearson",
+                                                                    progress=False).values)
+    toolbox = _rsatoolbox_rdms(plain64)
+    np.testing.assert_allclose(sim.values, rsatoolbox.rdm.compare(toolbox, toolbox, "corr"), rtol=0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
