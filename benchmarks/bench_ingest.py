@@ -1,6 +1,6 @@
 """Benchmark: ingest a full-size synthetic CSI1 (5254 trials, 71×89×72 voxels, 15 sessions).
 
-Writes the synthetic release-2 tree once (kept for re-runs), then ingests it in a fresh child process
+Writes the synthetic release-2 tree once (flat, as downloaded; kept for re-runs), then ingests it in a fresh child process
 and reports wall time per pass and that process's peak RSS (``ru_maxrss``), next to the time needed
 just to decompress the same files (the floor for any NIfTI reader).
 
@@ -35,7 +35,8 @@ def ingest(root: Path, store: Path) -> dict:
     import logging
 
     import neurotask as nt
-    from neurotask.fmri.bold5000 import _stream_volumes, read_layout
+    from neurotask.fmri import read_layout
+    from neurotask.fmri.bold5000 import _stream_volumes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     layout = read_layout(root, "CSI1", 2)
@@ -94,7 +95,9 @@ def main() -> None:
     if args.child == "ingest":
         print(json.dumps(ingest(tree, store)))
         return
-    if not (tree / "derivatives" / "GLMsingle" / "CSI1" / "CSI1_imgnames.txt").exists():
+    from neurotask.datasets import groundtruth_path
+
+    if not groundtruth_path(tree, "CSI1").exists():
         start = time.perf_counter()
         command = [sys.executable, __file__, "--root", str(args.root), "--child", "generate"]
         subprocess.run(command + (["--sessions", str(args.sessions)] if args.sessions else []), check=True)
