@@ -231,9 +231,9 @@ def fit(
     Examples
     --------
     >>> from neurotask.datasets import make_synthetic_features
-    >>> feats = make_synthetic_features(["normal", "class_object"], 60, n_features=16)
+    >>> feats = make_synthetic_features(["normal", "class_object"], 120, n_features=16)
     >>> rng = np.random.default_rng(0)
-    >>> trials = {"image": ("trial", np.tile(feats.image.values, 2)), "session": ("trial", np.repeat(np.arange(6), 20))}
+    >>> trials = {"image": ("trial", feats.image.values), "session": ("trial", np.repeat(np.arange(6), 20))}
     >>> resp = xr.DataArray(rng.standard_normal((120, 5)).astype("float32"), dims=("trial", "voxel"), coords=trials)
     >>> fit(feats, resp, progress=False).r2.dims
     ('model', 'voxel')

@@ -470,6 +470,14 @@ def permutation_test(
             parts = _refit(results, responses, features, is_test, *common, advance)
     shape = (len(models), responses.sizes["voxel"])
     observed, exceed, null_max = _assemble(parts, shape, n_permutations, fwer)
+    return _dataset(observed, exceed, null_max, models, responses, n_permutations, q, fwer,
+                    {"method": method, "statistic": statistic, "seed": int(seed)})
+
+
+def _dataset(observed: np.ndarray, exceed: np.ndarray, null_max: np.ndarray | None, models: np.ndarray,
+             responses: xr.DataArray, n_permutations: int, q: float, fwer: bool, attrs: dict) -> xr.Dataset:
+    """p-values, FDR (and FWER) from the counts, as the result Dataset."""
+    statistic = attrs["statistic"]
     valid = np.isfinite(observed)
     p = np.where(valid, (1.0 + exceed) / (1.0 + n_permutations), np.nan)
     significant, q_values = fdr_bh(p, q)
@@ -494,12 +502,5 @@ def permutation_test(
         out["threshold_fwer"] = (("model",), np.quantile(null_max, 1 - q, axis=1, method="higher"))
         out["p_fwer"] = (dims, p_fwer.astype(np.float32), {"long_name": "max-statistic FWER p-value"})
         out["significant_fwer"] = (dims, p_fwer <= q, {"long_name": f"significant at FWER {q}"})
-    out.attrs = {
-        "method": method,
-        "statistic": statistic,
-        "n_permutations": int(n_permutations),
-        "seed": int(seed),
-        "q": float(q),
-        "fdr": "fdr_bh",
-    }
+    out.attrs = {**attrs, "n_permutations": int(n_permutations), "q": float(q), "fdr": "fdr_bh"}
     return out
