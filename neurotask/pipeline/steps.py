@@ -206,8 +206,9 @@ def _run_partition(ctx: Context, subject: str) -> str:
     for key in _SHARED_SPLIT:
         if key in ctx.cfg["encode"]:
             section.setdefault(key, ctx.cfg["encode"][key])
-    # reuse the single-model fits, and summarize over significant voxels (with a ceiling: as fractions of it)
-    for key, name in (("results", "encoding"), ("permutation", "permutation"), ("ceiling", "noise_ceiling")):
+    # reuse the single-model fits; with a noise ceiling, also scores as fractions of it. The permute
+    # step's significance is not used: a partition then does not depend on the null's settings
+    for key, name in (("results", "encoding"), ("ceiling", "noise_ceiling")):
         path = ctx.path(name, subject)
         if stores.is_complete(path):
             found = stores.open_results(path)
@@ -246,8 +247,7 @@ STEP_TABLE: tuple[StepSpec, ...] = (
     StepSpec("permute", "permute", _run_permute, ("extract", "ingest", "encode", "permute"), "permutation", True),
     StepSpec("task_similarity", "permute", _run_task_similarity, ("extract", "ingest", "encode", "permute"),
              "task_similarity", False),
-    StepSpec("partition", "partition", _run_partition, ("extract", "ingest", "encode", "permute", "partition"),
-             "partition", True),
+    StepSpec("partition", "partition", _run_partition, ("extract", "ingest", "encode", "partition"), "partition", True),
     StepSpec("report", "report", _run_report, (), None, False),
 )
 
