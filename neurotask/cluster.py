@@ -181,7 +181,9 @@ def _slurm_seconds(value: str, name: str) -> float:
     """Seconds in a SLURM time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
     if match is None:
-        raise ValueError(f"slurm_options['{name}'] must be a SLURM time such as '01:30:00' or '2-00:00:00'; got {value!r}")
+        raise ValueError(
+            f"slurm_options['{name}'] must be a SLURM time such as '01:30:00' or '2-00:00:00'; got {value!r}"
+        )
     days, *rest = match.groups()
     fields = [int(f) for f in rest if f is not None]
     if days is not None:
@@ -254,8 +256,8 @@ def _unschedulable(script: str, why: str, suspects: Sequence[str]) -> str:
     asked, limits = _job_request(script), _partition_limits(_job_request(script)["queue"])
     units = {"cores": " CPUs", "memory": " MB", "walltime": " s"}
     over = [key for key in units if limits.get(key) is not None and asked[key] is not None and asked[key] > limits[key]]
-    details = "; ".join(f"cluster.slurm.{key} asks {asked[key]:g}{units[key]} per job but the largest node "
-                        f"of partition {limits['queue']!r} allows {limits[key]:g}{units[key]}" for key in over)
+    details = "; ".join(f"cluster.slurm.{key} asks {asked[key]:g}{units[key]} per job but partition "
+                        f"{limits['queue']!r} offers at most {limits[key]:g}{units[key]}" for key in over)
     names = ", ".join(f"cluster.slurm.{key}" for key in (over or suspects))
     return (
         f"SLURM cannot run a worker job ({why}){': ' + details if details else ''}. Change {names} "
@@ -278,7 +280,8 @@ def _check_schedulable(cluster: Any) -> None:
             ) from error
     if test.returncode:
         why = " ".join(test.stderr.split()) or f"sbatch --test-only exited with {test.returncode}"
-        raise ValueError(_unschedulable(script, why, ("cores", "memory", "gpus", "walltime", "queue", "account")))
+        named = [key for key, word in (("queue", "partition"), ("account", "account")) if word in why.lower()]
+        raise ValueError(_unschedulable(script, why, named or ("cores", "memory", "gpus", "walltime", "queue")))
 
 
 def _job_ids(cluster: Any) -> list[str]:
@@ -336,7 +339,8 @@ def _slurm_client(
         slurm.close()
         raise
     if not quiet:
-        _console.print(f"Dask SLURM cluster: submitting {jobs} job(s); dashboard: {client.dashboard_link}", soft_wrap=True)
+        _console.print(f"Dask SLURM cluster: submitting {jobs} job(s); dashboard: {client.dashboard_link}",
+                       soft_wrap=True)
     try:
         job_ids = _wait_for_slurm_workers(slurm, client, timeout, quiet)
     except BaseException:

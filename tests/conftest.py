@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-from slurm_cluster import slurm  # noqa: F401 - the session fixture, for tests marked slurm
+from slurm_cluster import slurm
+
+__all__ = ["slurm"]  # the session fixture behind the tests marked slurm

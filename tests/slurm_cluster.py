@@ -95,13 +95,14 @@ class SlurmNode:
         rows = (line.split("|") for line in self.command("squeue", "-h", "-o", "%i|%j|%T|%r").splitlines())
         return {job: (name, state, reason) for job, name, state, reason in rows}
 
-    def wait_for_no_jobs(self, timeout: float = 60) -> None:
-        """Cancel every job and wait until SLURM has none left."""
+    def wait_for_no_jobs(self, timeout: float = 60, *, cancel: bool = True) -> None:
+        """Wait until SLURM has no job left (cancelling them all first, unless ``cancel=False``)."""
         deadline = time.monotonic() + timeout
-        self.command("scancel", "--user", "root")
+        if cancel:
+            self.command("scancel", "--user", "root")
         while self.jobs():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SLURM jobs still there {timeout:g} s after scancel: {self.jobs()}")
+                raise RuntimeError(f"SLURM jobs still there after {timeout:g} s (cancel={cancel}): {self.jobs()}")
             time.sleep(0.5)
 
     def log(self, name: str, lines: int = 20) -> str:
@@ -195,7 +196,8 @@ def start_slurm(root: Path) -> SlurmNode:
     if missing:
         raise SlurmUnavailable(f"missing {missing}: install them with `apt-get install slurm-wlm munge`")
     if os.geteuid() != 0:
-        raise SlurmUnavailable("the test SLURM cluster runs its daemons as root (SlurmUser=root); run the tests as root")
+        raise SlurmUnavailable("the test SLURM cluster runs its daemons as root (SlurmUser=root); "
+                               "run the tests as root")
     name, cpus, memory = _node_size()
     for folder in ("state", "spool", "log"):
         (root / folder).mkdir(parents=True)
@@ -228,7 +230,6 @@ def slurm(tmp_path_factory) -> SlurmNode:
     missing = missing_binaries()
     if missing and not _in_ci():
         pytest.skip(f"SLURM is not installed (missing {missing}); `apt-get install slurm-wlm munge`")
-    # short: the munge socket path must fit in a unix socket address (108 bytes)
     root = Path(tmp_path_factory.mktemp("slurm", numbered=True))
     try:
         node = start_slurm(root)
