@@ -36,7 +36,7 @@ import xarray as xr
 
 from neurotask import encoding, execution
 from neurotask.encoding import DEFAULT_ALPHAS, r2_score
-from neurotask.encoding.design import aligned_features, standardized_spaces
+from neurotask.encoding.design import aligned_features, model_spaces, model_specs, spaces_coord, standardized_spaces
 from neurotask.encoding.split import training_index
 from neurotask.stores import validate_features, validate_responses
 
@@ -157,8 +157,9 @@ def _banded_fits(
         designs = standardized_spaces(aligned_features(features, responses, pair), pair, train)
         kernel = lambda block, designs=designs: _banded_r2(designs, block, train, test, folds, alphas)[None]  # noqa: E731
         r2.append(da.map_blocks(kernel, y, chunks=(1, y.chunks[1]), dtype=np.float32))
-    names = [f"{a}+{b}" for a, b in pairs]
-    return xr.DataArray(da.concatenate(r2, axis=0), dims=("model", "voxel"), coords={"model": names})
+    specs = model_specs(pairs, [str(m) for m in features["model"].values])
+    return xr.DataArray(da.concatenate(r2, axis=0), dims=("model", "voxel"),
+                        coords={"model": [spec.name for spec in specs], "spaces": spaces_coord(specs)})
 
 
 def _significant(permutation: xr.Dataset, models: list[str]) -> xr.DataArray:
@@ -290,8 +291,9 @@ def variance_partition(
 
 def _per_voxel(r2_singles: xr.DataArray, r2_joint: xr.DataArray, pairs: list[tuple[str, str]],
                responses: xr.DataArray) -> xr.Dataset:
-    """The (pair, voxel) variables of :data:`PARTITION_VARIABLES`."""
-    names = [f"{a}+{b}" for a, b in pairs]
+    """The (pair, voxel) variables of :data:`PARTITION_VARIABLES`; joint models found by their spaces."""
+    joint = {spaces: name for name, spaces in model_spaces(r2_joint).items()}
+    names = [joint[pair] for pair in pairs]
     pair_coords = {"pair": names, "model_a": ("pair", [a for a, _ in pairs]), "model_b": ("pair", [b for _, b in pairs])}
 
     def by_pair(r2: xr.DataArray, which: list[str]) -> xr.DataArray:
