@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dask.array as da
-import nibabel as nib
 import numpy as np
 import xarray as xr
 from rich.progress import Progress
@@ -168,8 +167,8 @@ def _check_survivors(layout: Layout, keep: np.ndarray, screened: dict[str, int],
         if misfit else "Check the input files."
     )
     raise ValueError(
-        f"no voxel of {layout.subject} survives the voxel screens: {keep.size} candidates in the brain mask "
-        f"({source}); dropped {removed}. {hint}"
+        f"no voxel of {layout.subject} survives the voxel screens: {keep.size} candidates (mask {source}); "
+        f"dropped {removed}. {hint}"
     )
 
 

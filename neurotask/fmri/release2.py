@@ -40,7 +40,7 @@ from neurotask.fmri.bold5000 import (
     walk_folders,
 )
 
-__all__ = ["BETAS", "BETAS_SPELLINGS", "Release2Files", "find_release2", "read_release2"]
+__all__ = ["BETAS", "BETAS_SPELLINGS", "Release2Files", "find_release2", "find_rois", "read_release2"]
 
 #: GLMsingle beta versions: the short name selects the published file-name variant.
 BETAS = {

@@ -149,7 +149,7 @@ def test_mask_finite_ignores_a_misaligned_brain_mask(tmp_path):
     with pytest.raises(ValueError) as error:
         load(tree.root, tmp_path / "a.zarr")
     message = str(error.value)
-    assert f"no voxel of CSI1 survives the voxel screens: {int(shifted.sum())} candidates" in message
+    assert f"no voxel of CSI1 survives the voxel screens: {int(shifted.sum())} candidates (mask tree:" in message
     assert f"nonfinite in session: {int(shifted.sum())}" in message and "mask='finite'" in message
     assert not (tmp_path / "a.zarr.staging").exists()
     resp = load(tree.root, tmp_path / "b.zarr", mask="finite")
