@@ -286,3 +286,18 @@ def test_worker_lost_mid_fit_gives_the_same_results(planted, fitted, tmp_path, p
     np.testing.assert_array_equal(other.alpha.values, fitted.alpha.values)
     for name in ("r2", "r", "cv_r2"):
         np.testing.assert_allclose(other[name].values, fitted[name].values, atol=2e-5)
+
+
+def test_kept_predictions_and_spaces(planted) -> None:
+    features, responses, _, _ = planted
+    results = fit(features, responses, ["autoencoding", ("autoencoding", "class_object")], cv="gcv", progress=False)
+    assert nt.encoding.model_spaces(results) == {"autoencoding": ("autoencoding",),
+                                                 "autoencoding+class_object": ("autoencoding", "class_object")}
+    assert results.prediction.dims == ("model", "test_trial", "voxel") and results.prediction.dtype == np.float32
+    np.testing.assert_array_equal(results.test_trial.values, np.flatnonzero(results.is_test.values))
+    lazy = predict(results, features, responses).values
+    np.testing.assert_allclose(results.prediction.values, lazy, atol=1e-4 * np.abs(lazy).max())
+    lean = fit(features, responses, ["autoencoding"], cv="gcv", predictions=False, progress=False)
+    assert "prediction" not in lean
+    with pytest.raises(ValueError, match="needs the test predictions"):
+        nt.stats.permutation_test(lean, responses)
