@@ -64,7 +64,7 @@ def results() -> dict:
     for k in names:
         vp[f"{k}_mean"] = vp[k].mean("voxel")
     vp["transfer_a_to_b_mean"][1] = np.nan
-    vp["n_transfer_a_to_b"] = ("pair", [12, 0])
+    vp["n_voxels_transfer_a_to_b"] = ("pair", [12, 0])
     vp.attrs["summary_rule"] = "transfer over voxels where both models are significant and R²(B) > 0"
     ceiling = xr.Dataset({"noise_ceiling": ("voxel", rng.random(N_VOXELS), {"n_images": 23})})
     per_subject = xr.concat([_similarity(rng).expand_dims(subject=[s]) for s in ("CSI1", "CSI2")], "subject")
@@ -177,6 +177,7 @@ def test_subjects_consistency_is_the_correlation_of_their_matrices(results, tmp_
 def test_partition_summaries_say_when_no_voxel_qualifies(results, tmp_path):
     section = _section(write(results, tmp_path / "report.html").read_text(), "partition")
     assert "no qualifying voxel" in section and "both models are significant" in section
+    assert "voxels (transfer a to b)" in section
     assert ">nan<" not in section.lower() and "<td>–</td>" not in section
 
 
@@ -185,6 +186,24 @@ def test_voxels_without_ijk_give_no_brain_map_and_the_page_says_so(results, tmp_
     data = {"subjects": {"CSI1": {"encoding": fit, "permutation": results["subjects"]["CSI1"]["permutation"]}}}
     section = _section(write(data, tmp_path / "report.html").read_text(), "brain-maps")
     assert "no i, j, k coordinates" in section and "<img" not in section
+
+
+def test_embedded_figures_keep_labels_that_overflow_the_canvas():
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from neurotask.report._html import png
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    image = ax.imshow(np.eye(3))
+    fig.colorbar(image, ax=ax).set_label("a colorbar label long enough to run past the right edge")
+    ax.text(1.0, 0.5, "a note far to the right of the axes", transform=ax.transAxes)
+    data = base64.b64decode(png(fig).split("base64,")[1].split('"')[0])
+    width, _ = Image.open(io.BytesIO(data)).size
+    assert width > 2 * 90 * 1.3  # the canvas is 180 px wide at 90 dpi: the overflowing text was kept, not cut
 
 
 def test_wide_tables_scroll_inside_the_page(results, tmp_path):

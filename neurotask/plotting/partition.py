@@ -48,14 +48,20 @@ def plot_variance_partition(
         ax.bar(np.arange(len(_BARS)), heights, color=[c for _, _, c in _BARS])
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xticks(np.arange(len(_BARS)), [label for _, label, _ in _BARS], rotation=30)
-        ax.set_ylabel("mean R² over voxels")
+        ax.set_ylabel("R² (summary over voxels)")
         a, b = str(row["model_a"].values), str(row["model_b"].values)
         ax.set_title(
-            f"A={a}, B={b}\ntransfer A→B {float(row['transfer_a_to_b_mean']):.2f}, "
-            f"B→A {float(row['transfer_b_to_a_mean']):.2f}",
+            f"A={a}, B={b}\ntransfer A→B {_ratio(row['transfer_a_to_b_mean'])}, B→A {_ratio(row['transfer_b_to_a_mean'])}",
             fontsize="small",
         )
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    figure.suptitle(title or "variance partitioning (means over voxels)")
+    rule = "summaries over qualifying voxels" if partition.attrs.get("summary_rule") else "means over voxels"
+    figure.suptitle(title or f"variance partitioning ({rule})")
     return figure
+
+
+def _ratio(value: xr.DataArray) -> str:
+    """A transfer summary for a title: NaN means that no voxel qualified for it."""
+    number = float(value)
+    return f"{number:.2f}" if np.isfinite(number) else "– (no qualifying voxel)"

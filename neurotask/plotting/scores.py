@@ -76,7 +76,8 @@ def plot_r2_distribution(
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per model; the legend gives each part's voxel count and mean R².
+        One panel per model, voxel counts on a log scale; the legend gives each part's voxel
+        count and mean R².
     """
     r2 = r2.transpose("model", "voxel")
     models = [str(m) for m in r2["model"].values]
@@ -97,9 +98,11 @@ def plot_r2_distribution(
             mean = f", mean {shown.mean():.3f}" if shown.size else ""
             ax.hist(shown, bins=edges, color=color, alpha=0.75, label=f"{label} ({shown.size}{mean})")
         ax.axvline(0, color="black", linewidth=0.5)
+        ax.set_xlim(low, high)
+        ax.set_yscale("log")  # significant voxels are often a few percent of all: both stay visible
         ax.set_title(model, fontsize=9)
         ax.set_xlabel("test R²")
-        ax.set_ylabel("voxels")
+        ax.set_ylabel("voxels (log scale)")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(models):]:
         ax.set_visible(False)
@@ -127,7 +130,8 @@ def plot_noise_ceiling(ceiling: xr.DataArray, *, bins: int = 40, title: str | No
     low = max(-1.0, float(values.min())) if values.size else -1.0
     ax.hist(np.clip(values, low, 1.0), bins=np.linspace(low, 1.0, bins + 1), color="tab:blue")
     ax.axvline(0, color="black", linewidth=0.5)
-    ax.set_xlabel("noise ceiling (split-half, Spearman–Brown)")
+    ax.set_xlim(low, 1.0)
+    ax.set_xlabel("noise ceiling (split-half, Spearman–Brown)" + (f"; below {low:g} shown at {low:g}" if low == -1.0 else ""))
     ax.set_ylabel("voxels")
     n = ceiling.attrs.get("n_images")
     ax.set_title(title or ("noise ceiling" + (f" ({n} repeated images)" if n else "")), fontsize=10)

@@ -24,6 +24,8 @@ from neurotask.report.truth import single_models
 
 __all__ = ["encoding", "significance", "noise_ceiling", "brain_maps", "single_trial_ceiling"]
 
+#: Best-R² maps hide voxels below this R² (noise voxels scatter just above 0).
+MAP_THRESHOLD = 0.05
 NOISE_R2 = ("Why R² is ≤ 0 on voxels without signal: R² is scored on held-out trials against their own mean, so a "
             "voxel the features cannot predict has expected R² ≤ 0 — any variance in its prediction (fitted to "
             "training noise) only adds error; only a constant prediction equal to the test mean scores 0.")
@@ -174,9 +176,9 @@ def brain_maps(page: Page, data: Mapping[str, Any]) -> None:
         singles = single_models(fit)
         best = fit["r2"].sel(model=singles).max("model").load().clip(0, 1)
         best.attrs["long_name"] = "best test R² over models (clipped to [0, 1])"
-        page.figure("brain-maps", f"{subject}: best test R² over models per voxel (0 to 1)",
+        page.figure("brain-maps", f"{subject}: best test R² over models per voxel (scale 0 to 1; below {MAP_THRESHOLD} not shown)",
                     lambda b=best, r=reference: plot_brain_map(b, r, cmap="inferno", vmax=1.0, symmetric_cbar=False,
-                                                               title=f"{subject}: best R² (0–1)"))
+                                                               threshold=MAP_THRESHOLD, title=f"{subject}: best R²"))
         significant = _significant(data, subject, singles)
         page.figure("brain-maps", f"{subject}: winning model per voxel (largest R² among significant models)",
                     lambda f=fit.sel(model=singles), s=significant, r=reference: plot_winning_model(f, significant=s, grid=r))

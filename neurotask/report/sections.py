@@ -132,9 +132,10 @@ def _summary(vp: xr.Dataset, pair: str, name: str) -> float | str:
 
 
 def _counts(vp: xr.Dataset, pair: str) -> dict[str, int]:
-    """The qualifying-voxel counts the partition records per pair (``n_*`` variables on pair)."""
-    return {f"voxels: {name[2:].replace('_', ' ')}": int(vp[name].sel(pair=pair))
-            for name in vp.data_vars if name.startswith("n_") and vp[name].dims == ("pair",)}
+    """The qualifying-voxel counts the partition records per pair (``n_voxels_*`` variables on pair)."""
+    prefix = "n_voxels_"
+    return {f"voxels ({name[len(prefix):].replace('_', ' ')})": int(vp[name].sel(pair=pair))
+            for name in vp.data_vars if name.startswith(prefix) and vp[name].dims == ("pair",)}
 
 
 def partition(page: Page, data: Mapping[str, Any]) -> None:
