@@ -10,8 +10,8 @@ skipped)::
         sub-CSIX_ses-XX_task-5000scenes_run-YY_bold_space-T1w_brainmask.nii.gz      its brain mask
 
 (fmriprep ≥ 1.4's ``_space-T1w_desc-preproc_bold`` / ``_space-T1w_desc-brain_mask`` names are read
-too). ``preprocessed=None`` reads the fmriprep runs when the subject has any, else the raw runs;
-``True``/``False`` insist on one. Which was read is recorded (``bids_runs``).
+too). ``preprocessed=True`` (the default) reads the fmriprep runs when the subject has any, else
+the raw runs; ``False`` reads the raw runs. Which was read is recorded (``bids_runs``).
 
 A trial is the mean of chosen volumes after its onset: TR ``k`` (1-based) is volume
 ``round(onset / TR) + k − 1``, the volume nearest the onset being TR 1 (BOLD5000 onsets lie a few
@@ -81,18 +81,20 @@ def _label(keys: Sequence[tuple[int, int]]) -> str:
     return ", ".join(f"ses-{s:02d} run-{r:02d}" for s, r in sorted(keys)[:6]) + (" …" if len(keys) > 6 else "")
 
 
-def find_bids(root: Path, subject: str, *, preprocessed: bool | None = None) -> BidsFiles:
+def find_bids(root: Path, subject: str, *, preprocessed: bool = True) -> BidsFiles:
     """The subject's 5000scenes runs to read (file names only; see the module notes)."""
     raw = _runs(root / f"sub-{subject}", subject, [_RAW])
     fmriprep_dir = root / "derivatives" / "fmriprep" / f"sub-{subject}"
-    prep = _runs(fmriprep_dir, subject, list(_FMRIPREP))
-    use_prep = bool(prep) if preprocessed is None else bool(preprocessed)
+    prep = _runs(fmriprep_dir, subject, list(_FMRIPREP)) if preprocessed else {}
+    use_prep = bool(prep)
     where = fmriprep_dir if use_prep else root / f"sub-{subject}"
     chosen = prep if use_prep else raw
     if not chosen:
-        pattern = "*_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz" if use_prep else "*_task-5000scenes_run-YY_bold.nii.gz"
-        other = " (raw runs exist: pass preprocessed=False)" if use_prep and raw else ""
-        raise FileNotFoundError(f"no BIDS runs ses-XX/func/{pattern} in {where}{other}")
+        also = f" nor preprocessed runs *_bold_space-T1w_preproc.nii.gz in {fmriprep_dir}" if preprocessed else ""
+        raise FileNotFoundError(
+            f"no BIDS runs ses-XX/func/sub-{subject}_ses-XX_task-5000scenes_run-YY_bold.nii.gz in {where}{also}; "
+            f"root must be the BIDS dataset folder holding sub-{subject}/"
+        )
     lacking = sorted(set(raw) - set(prep)) if use_prep else []
     if lacking:
         raise ValueError(
@@ -131,7 +133,7 @@ def _offsets(tr: int | Sequence[int]) -> tuple[int, ...]:
 
 def read_bids(
     root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), repetition_time: float | None = None,
-    preprocessed: bool | None = None, **_: object,
+    preprocessed: bool = True, **_: object,
 ) -> Layout:
     """The BIDS :class:`Layout` of one subject (reads NIfTI headers and the events)."""
     offsets = _offsets(tr)

@@ -194,7 +194,7 @@ def load_bold5000(
     resample_mask: bool = False,
     trials_per_run: int = 37,
     session_trials: Sequence[int] | None = None,
-    preprocessed: bool | None = None,
+    preprocessed: bool = True,
     voxel_chunk: int = VOXEL_CHUNK,
     overwrite: bool = False,
     progress: bool = True,
@@ -235,13 +235,14 @@ def load_bold5000(
     trials_per_run : int
         Trials per run (37 in BOLD5000); runs are numbered 1.. within each session (releases 1, 2).
     session_trials : sequence of int, optional
-        Release 1 only: trials per session (the ROI files do not say). Default: read from release-2
+        Release 1 only: trials per session (the ROI files do not say). Default (None or empty): read from release-2
         betas in the same tree if present, else BOLD5000's real sessions when the stimulus list
         covers whole sessions, else all trials form session 1 (a warning is logged).
-    preprocessed : bool, optional
-        BIDS only: read fmriprep's ``derivatives/fmriprep/…_bold_space-T1w_preproc.nii.gz`` runs
-        (True) or the raw runs (False). Default: the fmriprep runs when the subject has any. The
-        choice is recorded in attrs ``bids_runs`` ("fmriprep-T1w" or "raw").
+    preprocessed : bool
+        BIDS only: True (default) reads fmriprep's
+        ``derivatives/fmriprep/…_bold_space-T1w_preproc.nii.gz`` runs when the subject has any
+        (else the raw runs); False reads the raw runs. Which were read is recorded in attrs
+        ``bids_runs`` ("fmriprep-T1w" or "raw").
     voxel_chunk : int
         Voxels per store chunk.
     overwrite : bool

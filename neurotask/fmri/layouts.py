@@ -89,7 +89,7 @@ def available_sessions(
     if key == 2:
         return sorted(find_release2(path, name, betas=str(options.get("betas", "TYPED"))).sessions)
     if key == "bids":
-        files = find_bids(path, name, preprocessed=options.get("preprocessed"))  # type: ignore[arg-type]
+        files = find_bids(path, name, preprocessed=bool(options.get("preprocessed", True)))
         return sorted({run.session for run in files.runs})
     return release1_sessions(path, name, tr=options.get("tr", (3, 4)), session_trials=options.get("session_trials"))  # type: ignore[arg-type]
 
@@ -115,5 +115,5 @@ def input_files(
     if key == 2:
         return find_release2(path, name, betas=str(options.get("betas", "TYPED"))).files
     if key == "bids":
-        return find_bids(path, name, preprocessed=options.get("preprocessed")).files  # type: ignore[arg-type]
+        return find_bids(path, name, preprocessed=bool(options.get("preprocessed", True))).files
     return find_release1(path, name, tr=options.get("tr", (3, 4))).files  # type: ignore[arg-type]

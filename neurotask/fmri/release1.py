@@ -89,7 +89,7 @@ def betas_sessions(root: Path, subject: str) -> dict[int, Path] | None:
 
 def session_sizes(root: Path, subject: str, n_trials: int, given: Sequence[int] | None) -> tuple[list[int], str]:
     """Trials per session and where the boundaries come from (see the module notes)."""
-    if given is not None:
+    if given:
         sizes, source = list(given), "session_trials"
         if sum(sizes) != n_trials:
             raise ValueError(f"session_trials sum to {sum(sizes)}; the release-1 files hold {n_trials} trials")
@@ -111,7 +111,7 @@ def release1_sessions(
     root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), session_trials: Sequence[int] | None = None
 ) -> list[int]:
     """Session numbers of a release-1 ingest, from file names and the stimulus list's length."""
-    if session_trials is not None:
+    if session_trials:
         return list(range(1, len(session_trials) + 1))
     betas = betas_sessions(root, subject)
     if betas:

@@ -136,14 +136,17 @@ def test_bids_raw_runs_on_request_and_errors_for_incomplete_fmriprep(tmp_path):
         path.unlink()
     with pytest.raises(ValueError, match=r"lacks the preprocessed runs of 1 raw runs \(ses-02 run-02\).*preprocessed=False"):
         nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "x.zarr", progress=False)
-    shutil.rmtree(tmp_path / "t" / "derivatives")
-    with pytest.raises(FileNotFoundError, match=r"no BIDS runs .*preproc.* \(raw runs exist: pass preprocessed=False\)"):
-        nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "y.zarr", preprocessed=True,
-                         progress=False)
+    shutil.rmtree(tmp_path / "t" / "derivatives")  # no fmriprep: the raw runs, by default too
+    again = nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "y.zarr", mask=mask,
+                             normalize="none", progress=False)
+    assert again.attrs["bids_runs"] == "raw"
+    np.testing.assert_array_equal(again.values, raw.values)
     events = tmp_path / "t" / "sub-CSI3" / "ses-01" / "func" / "sub-CSI3_ses-01_task-5000scenes_run-01_events.tsv"
     events.unlink()
     with pytest.raises(FileNotFoundError, match="the events of .*run-01_bold.nii.gz are missing"):
         nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "z.zarr", mask=mask, progress=False)
+    with pytest.raises(FileNotFoundError, match=r"no BIDS runs .* nor preprocessed runs .*holding sub-CSI2/"):
+        nt.load_bold5000(tmp_path / "t", "CSI2", release="bids", store=tmp_path / "w.zarr", progress=False)
 
 
 def test_release1_sessions_from_the_real_bold5000_sessions(tmp_path):
@@ -153,5 +156,6 @@ def test_release1_sessions_from_the_real_bold5000_sessions(tmp_path):
     assert [int((resp["session"] == s).sum()) for s in (1, 2)] == [370, 333] and int(resp["run"].max()) == 10
     assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1) == [1, 2]
     assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1, session_trials=[370, 111, 222]) == [1, 2, 3]
+    assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1, session_trials=[]) == [1, 2]  # a config's empty list
     assert [f.name for f in nt.fmri.input_files(tmp_path / "t", "CSI2", 1)] == [
         "CSI2_ROIs_TR3.mat", "CSI2_ROIs_TR4.mat", "CSI02_stim_lists.txt"]
