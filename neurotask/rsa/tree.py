@@ -56,7 +56,11 @@ def _undefined_as_unrelated(values: np.ndarray, labels: list[str]) -> np.ndarray
     undefined = np.isnan(values)
     if not undefined.any():
         return values
-    names = [labels[i] for i in np.flatnonzero(undefined.any(axis=1))]
+    # name the models whose whole row is undefined, and others only for NaN they do not explain
+    off_diagonal = undefined & ~np.eye(len(values), dtype=bool)
+    whole = off_diagonal.sum(axis=1) == len(values) - 1
+    unexplained = off_diagonal & ~whole[:, None] & ~whole[None, :]
+    names = [labels[i] for i in np.flatnonzero(whole | unexplained.any(axis=1))]
     warnings.warn(
         f"similarity is undefined (NaN) for models {names} (e.g. a model without any significant voxel); "
         "they are clustered as similarity 0 to the other models and 1 to themselves",
