@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -194,8 +195,13 @@ def _read_state_dict(checkpoint: Checkpoint) -> Mapping[str, torch.Tensor]:
     try:
         loaded: Any = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors come in many types
-        if checkpoint.kind != "published":
-            raise WeightsError(f"cannot read checkpoint {str(checkpoint.path)!r}: {error}") from error
+        if checkpoint.kind != "published":  # torch's own hint (weights_only=False) would run untrusted code
+            why = "holds objects other than tensors" if zipfile.is_zipfile(checkpoint.path) else \
+                "is not a torch.save file (a zip archive)"
+            raise WeightsError(
+                f"checkpoint {str(checkpoint.path)!r} {why} ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                f"replace it with a file written by torch.save({{'state_dict': encoder.state_dict()}}, path)"
+            ) from error
         # the published files are verified against visualpriors' hashes, so trusted
         loaded = torch.load(checkpoint.path, map_location="cpu", weights_only=False)
     state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
