@@ -7,7 +7,10 @@ This module is what ``neurotask.pipeline`` and the command line use to get one:
   process per core up to four, BLAS single-threaded in each, see DESIGN §6);
 * ``scheduler="tcp://host:port"`` — connect to a scheduler someone already runs
   (``dask scheduler`` / ``dask worker``, or a cluster manager);
-* ``cluster="slurm"`` — a :class:`dask_jobqueue.SLURMCluster` whose jobs run the workers.
+* ``cluster="slurm"`` — a :class:`dask_jobqueue.SLURMCluster` whose jobs run the workers. Its
+  jobs are kept at ``workers`` (a cancelled, failed or retired job is replaced), checked with
+  ``sbatch --test-only`` before any is submitted, and waited for a bounded time: a job SLURM will
+  never start fails at once with an error naming the setting. Workers retire before the walltime.
 
 Every client prints its dashboard address. The client returned is a context manager that closes
 the cluster it started (and only that one) on exit.
@@ -115,7 +118,9 @@ def slurm_cluster(
     Returns
     -------
     dask_jobqueue.SLURMCluster
-        Call ``.job_script()`` to see the batch script, ``.scale(jobs=n)`` to submit jobs.
+        Call ``.job_script()`` to see the batch script, ``.scale(jobs=n)`` to submit jobs. Its
+        workers get ``--lifetime`` below the walltime (default: the walltime less min(5 min, 10%),
+        staggered by half that margin), so they hand their work on before SLURM kills them.
 
     Examples
     --------
@@ -142,7 +147,7 @@ def slurm_cluster(
         memory = f"{_gigabytes(memory_limit) * processes:g}GB" if memory_limit else "16GB"
     walltime = str(options.pop("walltime", "01:00:00"))
     lifetime, stagger = _worker_lifetime(walltime, options.pop("lifetime", None), options.pop("lifetime_stagger", None))
-    options.pop("start_timeout", None)  # get_client's wait, not a job setting
+    _start_timeout(options.pop("start_timeout", None))  # get_client's wait, not a job setting: checked here
     directives = list(options.pop("job_extra_directives", []))
     gpus = options.pop("gpus", None)
     if gpus:
@@ -193,6 +198,15 @@ def _slurm_seconds(value: str, name: str) -> float:
     return float(sum(f * u for f, u in zip(fields, units)))
 
 
+def _start_timeout(value: Any) -> float:
+    if value is None:
+        return 3600.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"slurm_options['start_timeout'] (cluster.slurm.start_timeout) must be a positive number "
+                         f"of seconds, e.g. 3600; got {value!r}")
+    return float(value)
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{int(seconds)}s"
 
@@ -235,17 +249,25 @@ def _job_request(script: str) -> dict[str, Any]:
     }
 
 
+def _time_limit(text: str) -> float | None:
+    """A partition's time limit in seconds; None when unlimited ('infinite', 'UNLIMITED', 'n/a')."""
+    try:
+        return _slurm_seconds(text, "walltime")
+    except ValueError:
+        return None
+
+
 def _partition_limits(queue: str | None) -> dict[str, Any]:
     """The largest CPUs, memory (MB) and time limit (s) among a partition's nodes (the default one if None)."""
     command = ["sinfo", "-h", "-o", "%P|%c|%m|%l"] + (["-p", queue] if queue else [])
     try:
-        rows = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+        rows = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return {}
     rows = [r.split("|") for r in rows if queue or r.split("|")[0].endswith("*")]
     if not rows:
         return {}
-    times = [None if r[3] in ("infinite", "UNLIMITED") else _slurm_seconds(r[3], "walltime") for r in rows]
+    times = [_time_limit(r[3]) for r in rows]
     return {"queue": rows[0][0].rstrip("*"), "cores": max(int(r[1].rstrip("+")) for r in rows),
             "memory": max(int(r[2].rstrip("+")) for r in rows),
             "walltime": None if None in times else max(times)}
@@ -293,7 +315,7 @@ def _pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
         return {}
     command = ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(job_ids)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    return dict(line.split("|", 1) for line in done.stdout.split()) if done.returncode == 0 else {}
+    return dict(line.split("|", 1) for line in done.stdout.splitlines() if "|" in line) if done.returncode == 0 else {}
 
 
 def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet: bool) -> list[str]:
@@ -328,7 +350,7 @@ def _slurm_client(
 ) -> tuple[Client, str]:
     """A client on a SLURMCluster whose ``workers`` jobs (default 1) are kept up; waits for the first worker."""
     jobs = workers or 1
-    timeout = float((slurm_options or {}).get("start_timeout", 3600))
+    timeout = _start_timeout((slurm_options or {}).get("start_timeout"))
     slurm = slurm_cluster(workers=jobs, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
                           slurm_options=slurm_options)
     try:
@@ -370,8 +392,9 @@ def get_client(
     cluster : {"local", "slurm"}
         Where to start workers when no ``scheduler`` is given (see :data:`CLUSTERS`).
     workers : int, optional
-        Worker processes (local) or SLURM jobs (slurm). Local default: sized to the machine
-        (one process per core up to 4 cores, then fewer processes with more threads).
+        Worker processes (local) or SLURM jobs kept running (slurm, default 1). Local default:
+        sized to the machine (one process per core up to 4 cores, then fewer processes with
+        more threads).
     threads_per_worker : int, optional
         Threads per worker.
     memory_limit : str, optional
@@ -381,12 +404,21 @@ def get_client(
     slurm_options : mapping, optional
         SLURM settings, keys of :data:`SLURM_OPTIONS`; only with ``cluster="slurm"``.
     quiet : bool
-        Do not print the dashboard address.
+        Do not print the dashboard address (nor, on SLURM, the job ids).
 
     Returns
     -------
     distributed.Client
-        The current default client; use it as a context manager to close what it started.
+        The current default client; use it as a context manager to close what it started. On
+        SLURM it returns once the first worker job has started and its worker connected.
+
+    Raises
+    ------
+    ValueError
+        On SLURM, when a worker job could never run (``sbatch --test-only`` refuses it, or it
+        pends with a reason such as ``PartitionTimeLimit``); the message names the setting.
+    TimeoutError
+        On SLURM, when no worker job started within ``slurm_options["start_timeout"]`` seconds.
 
     Examples
     --------

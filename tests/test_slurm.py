@@ -115,9 +115,10 @@ def test_default_lifetime_ends_before_the_walltime(walltime, lifetime, stagger, 
         ({"walltime": "01:00:00", "lifetime": "58m"}, r"slurm_options\['lifetime'\] \(58m\) plus"),
         ({"walltime": "01:00:00", "lifetime": "60m", "lifetime_stagger": "0s"}, "must end before the walltime"),
         ({"walltime": "1 hour"}, r"slurm_options\['walltime'\] must be a SLURM time"),
+        ({"start_timeout": "1h"}, r"cluster\.slurm\.start_timeout\) must be a positive number of seconds"),
     ],
 )
-def test_lifetime_past_the_walltime_is_refused(options, message):
+def test_lifetime_past_the_walltime_and_bad_times_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         slurm_cluster(slurm_options=options)
 
