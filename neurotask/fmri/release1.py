@@ -148,7 +148,6 @@ def read_release1(
         Session(s + 1, runs_of(n, trials_per_run, f"session {s + 1}"), partial(_rows, data, bounds[s], bounds[s + 1]), ())
         for s, n in enumerate(sizes)
     ]
-    sessions[0].files = tuple(found.files)
     return Layout(
         release=1, subject=subject, stimuli=stimuli, sessions=sessions, files=found.files, column_roi=column_roi,
         details={"tr": list(_tr_files(tr)), "session_boundaries": source, "trials_per_run": trials_per_run},
