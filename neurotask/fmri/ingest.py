@@ -47,7 +47,15 @@ from neurotask.fmri.masking import (
     MaskLike, VoxelScreen, brain_mask, check_mask, is_finite_choice, load_mask, roi_labels,
 )
 from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
-from neurotask.stores import RegionWriter, StoreError, is_complete, open_responses, open_store, sha256_array
+from neurotask.stores import (
+    RegionWriter,
+    StoreError,
+    fingerprint,
+    is_complete,
+    open_responses,
+    open_store,
+    sha256_array,
+)
 
 __all__ = ["load_bold5000"]
 
@@ -57,12 +65,8 @@ VOXEL_CHUNK = 4096
 
 
 def _fingerprint(paths: Sequence[Path]) -> dict[str, str]:
-    """Identify input files cheaply (size and modification time); big betas are not hashed."""
-    out = {}
-    for path in paths:
-        stat = os.stat(path)
-        out[path.name] = f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}"
-    return out
+    """Identify input files: small ones by content (in-place edits show), betas by size, mtime and edges."""
+    return {path.name: fingerprint([path]) for path in paths}
 
 
 def _presentations(images: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
