@@ -45,8 +45,10 @@ if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install --quiet --no-index --find-links .whl torch
 fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda available:', torch.cuda.is_available())"
-NEEDED="numpy dask xarray zarr pillow pooch requests rich visualpriors"
-if ! $PY -c "import numpy, dask.array, xarray, zarr, PIL, pooch, requests, rich, visualpriors" 2>/dev/null; then
+# `import neurotask` imports every subpackage: the project's dependencies (pyproject.toml) except torch
+NEEDED="numpy scipy scikit-learn dask distributed xarray zarr nibabel h5py nilearn visualpriors pillow matplotlib
+typer rich pooch requests psutil threadpoolctl tomli-w"
+if ! $PY -c "import neurotask" 2>/dev/null; then
   echo "installing from .whl/: $NEEDED"
   $PY -m pip install --quiet --no-index --find-links .whl $NEEDED
 fi
@@ -71,9 +73,9 @@ import torch
 from PIL import Image
 
 from neurotask.features import encoders
+from neurotask.features.encoders import save_random_checkpoint
 from neurotask.features.extract import extract_features
 from neurotask.features.registry import INPUTS
-from neurotask.features.encoders import save_random_checkpoint
 from neurotask.features.weights import resolve_weights
 from neurotask.stimuli import MODEL_INPUTS, load_image
 
