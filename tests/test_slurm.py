@@ -148,6 +148,24 @@ def test_workers_are_slurm_jobs_kept_up_with_a_lifetime(slurm, tmp_path, capsys)
 
 
 @pytest.mark.slurm
+def test_a_worker_retiring_at_its_lifetime_is_replaced_by_a_new_job(slurm, tmp_path):
+    options = slurm_section(tmp_path / "logs", lifetime="8s", lifetime_stagger="0s")["slurm"]
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"}), \
+            get_client(cluster="slurm", workers=1, slurm_options=options, quiet=True) as client:
+        first = client.run(os.getenv, "SLURM_JOB_ID")
+        deadline, now = time.monotonic() + 90, first
+        while set(now.values()) <= set(first.values()) and time.monotonic() < deadline:
+            time.sleep(1)
+            now = client.run(os.getenv, "SLURM_JOB_ID", on_error="ignore")
+        assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+    (old,) = first.values()
+    assert len(now) == 1 and old not in now.values(), (first, now)
+    assert old not in slurm.jobs()  # its job ended long before its walltime (10 min)
+    log = (tmp_path / "logs" / f"dask-worker-{old}.err").read_text()
+    assert "Closing worker gracefully" in log and "Reason: worker-lifetime-reached" in log, log[-2000:]
+
+
+@pytest.mark.slurm
 def test_pipeline_on_slurm_gives_the_local_results(slurm, data, reference, tmp_path):
     import tomli_w
 
