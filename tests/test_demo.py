@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from neurotask import stores
 from neurotask.datasets import open_groundtruth
-from neurotask.demo import DEMO_PAIRS
+from neurotask.demo import DEMO_PAIRS, planted_features
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -99,3 +100,17 @@ def test_report_has_the_planted_truth_and_renders_offline(demo_out):
     shot = subprocess.run([*flags, f"--screenshot={screenshot}", "--window-size=1280,14000", (demo_out / "report.html").as_uri()],
                           capture_output=True, text=True, timeout=180)
     assert shot.returncode == 0 and screenshot.stat().st_size > 100_000, shot.stderr[-2000:]
+    with Image.open(screenshot) as image:  # the window is taller than the page: cut the empty bottom
+        gray = np.asarray(image.convert("L"))
+        page = np.flatnonzero((gray != gray[-1, 0]).any(axis=1))
+        image.crop((0, 0, image.width, min(image.height, int(page[-1]) + 24))).save(screenshot)
+
+
+def test_planted_features_share_latent_factors_within_a_group_only():
+    images = [f"n01440764_{i}" for i in range(120)]
+    feats = planted_features(["depth_euclidean", "normal", "autoencoding"], images, n_features=64)
+    rdms = {str(m): np.corrcoef(feats.sel(model=m).values)[np.triu_indices(120, k=1)] for m in feats.model.values}
+    same = np.corrcoef(rdms["depth_euclidean"], rdms["normal"])[0, 1]
+    other = np.corrcoef(rdms["depth_euclidean"], rdms["autoencoding"])[0, 1]
+    assert same > 0.15 and abs(other) < 0.1 and same > other + 0.15
+    assert feats.attrs["shared_latent_groups"] == {"3d": ["depth_euclidean", "normal"]}

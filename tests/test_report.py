@@ -206,6 +206,19 @@ def test_embedded_figures_keep_labels_that_overflow_the_canvas():
     assert width > 2 * 90 * 1.3  # the canvas is 180 px wide at 90 dpi: the overflowing text was kept, not cut
 
 
+def test_a_joint_model_without_a_significance_test_is_scored_not_compared(results, tmp_path):
+    entry = results["subjects"]["CSI1"]
+    singles = [f'["{m}"]' for m in MODELS]
+    joint = entry["encoding"].isel(model=[0]).assign_coords(model=["autoencoding+depth_euclidean"])
+    fit = xr.concat([entry["encoding"], joint], "model").assign_coords(spaces=("model", [*singles, '["autoencoding", "depth_euclidean"]']))
+    data = {"subjects": {"CSI1": {**entry, "encoding": fit}}}
+    text = write(data, tmp_path / "report.html").read_text()
+    assert "section failed" not in text
+    assert "autoencoding+depth_euclidean" in _section(text, "encoding")
+    comparison = compare_with_truth(entry["groundtruth"], fit, entry["permutation"])
+    assert comparison["model"].values.tolist() == MODELS
+
+
 def test_wide_tables_scroll_inside_the_page(results, tmp_path):
     text = write(results, tmp_path / "report.html").read_text()
     assert text.count("<table>") == text.count('<div class="scroll"><table>')

@@ -113,7 +113,7 @@ def plot_error_rates(rates: xr.Dataset, *, title: str | None = None) -> Figure:
     left.set_title("false-positive rate", fontsize=10)
     right.bar(x, np.asarray(rates["power"].values, dtype=float), color="tab:green")
     right.set_ylim(0, 1)
-    right.set_ylabel("fraction of the model's signal voxels")
+    right.set_ylabel("share of its signal voxels")
     right.set_title("power", fontsize=10)
     for ax in (left, right):
         ax.set_xticks(x, models, rotation=45, ha="right", fontsize=8)

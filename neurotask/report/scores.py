@@ -45,7 +45,8 @@ def _significant(data: Mapping[str, Any], subject: str, models: list[str]) -> xr
     perm = (data.get("subjects") or {}).get(subject, {}).get("permutation")
     if perm is None:
         return None
-    return perm["significant"].sel(model=models).transpose("model", "voxel").load().astype(bool)
+    # a model the test did not cover (e.g. a joint model fitted for partitioning only) has no significant voxel
+    return perm["significant"].load().astype(bool).reindex(model=models, fill_value=False).transpose("model", "voxel")
 
 
 def _ceiling(data: Mapping[str, Any], subject: str) -> xr.DataArray | None:
@@ -100,7 +101,8 @@ def encoding(page: Page, data: Mapping[str, Any]) -> None:
     page.note("encoding", NOISE_R2)
     headline = []
     for subject, fit in fits.items():
-        models = single_models(fit) + [m for m in map(str, fit["model"].values) if m not in single_models(fit)]
+        singles = single_models(fit)
+        models = singles + [m for m in map(str, fit["model"].values) if m not in singles]  # joint models last
         significant = _significant(data, subject, models)
         ceiling = _ceiling(data, subject)
         page.add("encoding", f"<h3>{html.escape(subject)}</h3>")
@@ -117,9 +119,10 @@ def encoding(page: Page, data: Mapping[str, Any]) -> None:
         page.figure("encoding", f"{subject}: test R² per voxel, significant voxels and the others apart",
                     lambda f=fit, s=significant, m=models: plot_r2_distribution(f["r2"].sel(model=m), s, title="test R² per voxel"))
         if "roi" in fit.coords:
-            page.add("encoding", "<h4>Per ROI: mean R² over significant voxels (count)</h4>", table(_roi_rows(fit, significant, models)))
+            which = "significant voxels" if significant is not None else "all voxels (no significance test)"
+            page.add("encoding", f"<h4>Per ROI: mean R² over {which} (count)</h4>", table(_roi_rows(fit, significant, models)))
     values = xr.concat(headline, "subject", join="outer")
-    label = "mean R², significant voxels" if any(_significant(data, s, [str(fits[s]["model"].values[0])]) is not None for s in fits) else "mean R²"
+    label = "mean R², significant voxels" if subjects(data, "permutation") else "mean R²"
     page.figure("encoding", f"headline: {label}, per model", lambda: plot_model_scores(values, ylabel=label))
 
 
