@@ -47,7 +47,7 @@ def demo(
     sessions: Annotated[
         int, typer.Option("--sessions", min=2, max=15, help="Whole sessions of the synthetic subject; the last is the test set.")
     ] = DEMO_SESSIONS,
-    permutations: Annotated[int, typer.Option("--permutations", min=1, help="Permutations of the significance test.")] = 200,
+    permutations: Annotated[int, typer.Option("--permutations", min=1, help="Permutations of the significance test.")] = 1000,
     encoders: Annotated[
         bool, typer.Option("--encoders", help="Extract features with the Taskonomy encoders instead of planted ones.")
     ] = False,
