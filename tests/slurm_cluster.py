@@ -234,7 +234,11 @@ def slurm(tmp_path_factory) -> SlurmNode:
     try:
         node = start_slurm(root)
     except (SlurmUnavailable, OSError, subprocess.SubprocessError) as error:
-        pytest.fail(f"the test SLURM cluster could not start: {error}", pytrace=False)
+        reason = f"the test SLURM cluster could not start: {error}"
+    else:
+        reason = ""
+    if reason:  # outside the except block: the reason alone, not a chained traceback
+        pytest.fail(reason, pytrace=False)
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(node.conf)
     try:
