@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import distributed
 import numpy as np
 import pytest
 import xarray as xr
@@ -194,3 +196,38 @@ def test_cli_extract(stimuli_dir, weights_dir, tmp_path, in_memory) -> None:
     assert result.exit_code == 0, result.output
     assert "2 models x 4 images" in result.output
     np.testing.assert_array_equal(open_features(out).values, in_memory.values)
+
+
+
+class _KillAtFirstUnit(distributed.WorkerPlugin):
+    """Kill the worker's process when it starts its first unit of work, once (marker file)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        name = key if isinstance(key, str) else key[0]
+        if finish != "executing" or not str(name).startswith("_run_unit"):
+            return
+        try:  # atomic: both workers start a unit at once, only one may die
+            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(descriptor, str(name).encode())
+        os._exit(1)
+
+
+@pytest.mark.cluster
+def test_worker_lost_mid_extraction_gives_identical_store(stimuli_dir, weights_dir, tmp_path) -> None:
+    """A worker killed at its first unit: the unit's inputs travel in its task, so Dask re-runs it
+    on another worker and the store equals an undisturbed run's on the same cluster (workers run
+    torch on one thread, whose float32 sums differ from an in-process run's on all cores)."""
+    marker = tmp_path / "killed"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        undisturbed = extract_features(stimuli_dir, MODELS, weights=weights_dir, client=client, **RUN)
+        client.register_plugin(_KillAtFirstUnit(str(marker)))
+        stored = extract_features(stimuli_dir, MODELS, tmp_path / "f.zarr", weights=weights_dir, client=client, **RUN)
+        values = stored.values
+    assert marker.exists(), "no worker was killed"
+    np.testing.assert_array_equal(values, undisturbed.values)
