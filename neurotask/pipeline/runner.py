@@ -168,6 +168,9 @@ def run(
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     wanted = [s for s in STEPS if s in (steps or cfg["steps"])]
+    summary = _finished_read_only(cfg, out, wanted, console)
+    if summary is not None:
+        return summary
     summary = RunSummary(out=out)
     with output_lock(out):
         paths = outputs(out)
@@ -198,6 +201,26 @@ def run(
                 owned.close()
     report = Path(cfg["report"]["path"]) if cfg["report"].get("path") else paths["report"]
     summary.report = report if report.exists() else None
+    return summary
+
+
+def _finished_read_only(cfg: dict[str, Any], out: Path, wanted: Sequence[str], console: Console) -> RunSummary | None:
+    """A finished run in a folder this process may not write: every step done before, nothing written.
+
+    None when the folder is writable or some step (or the report) is missing: the run then goes on
+    and a read-only folder fails on its first write, naming the path.
+    """
+    paths = outputs(out)
+    if os.access(out, os.W_OK) or not paths["ledger"].exists():
+        return None
+    ledger = _Ledger(paths["ledger"])
+    report = Path(cfg["report"]["path"]) if cfg["report"].get("path") else paths["report"]
+    summary = RunSummary(out=out, report=report if report.exists() else None)
+    for key, digest, step_paths, _ in plan(wanted, Context(cfg=cfg, out=out, client=None, console=console)):
+        if not (report.exists() if digest is None else ledger.done(key, digest, step_paths)):
+            return None
+        summary.statuses[key] = "done before"
+    console.print(f"{out} is read-only and every step is done before: nothing to write")
     return summary
 
 
