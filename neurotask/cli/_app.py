@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from neurotask.cli._errors import DEBUG_ENV, handled
+from neurotask.cli._errors import DEBUG_ENV, handled, set_debug
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -25,13 +25,12 @@ app = typer.Typer(
 
 @app.callback()
 def main(
-    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", envvar=DEBUG_ENV, help="Show the traceback of expected failures too.")
     ] = False,
 ) -> None:
     """neurotask command line."""
-    ctx.meta["neurotask.debug"] = debug
+    set_debug(debug)
 
 
 def command(name: str | None = None, *, help: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import click
 import typer
 from nibabel.filebasedimages import ImageFileError
 from PIL import UnidentifiedImageError
@@ -29,7 +28,7 @@ from neurotask.fmri.masking import GridMismatchError
 from neurotask.pipeline import ConfigError, LockedError
 from neurotask.stores import StoreError
 
-__all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled"]
+__all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled", "set_debug"]
 
 #: The environment variable that, set to 1, shows the traceback of expected failures.
 DEBUG_ENV = "NEUROTASK_DEBUG"
@@ -50,6 +49,9 @@ _WRITE_FIXES = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--debug`` of the current invocation (the app's callback sets it before every command).
+_debug = {"on": False}
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -121,12 +123,14 @@ def describe(error: BaseException) -> str | None:
     return None
 
 
+def set_debug(on: bool) -> None:
+    """Record this invocation's ``--debug``."""
+    _debug["on"] = on
+
+
 def debug_enabled() -> bool:
     """``--debug`` was given, or ``NEUROTASK_DEBUG`` is set to a true value."""
-    context = click.get_current_context(silent=True)
-    if context is not None and context.meta.get("neurotask.debug"):
-        return True
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return _debug["on"] or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fail(message: str) -> typer.Exit:
@@ -147,9 +151,7 @@ def handled(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as error:
+        except Exception as error:  # typer's own Exit and usage errors are not ours: describe() gives None
             message = describe(error)
             if message is None:
                 raise
