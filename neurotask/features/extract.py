@@ -237,7 +237,7 @@ def _run_units(
     """
     total = sum((sl.stop - sl.start) * len(group) for sl, group in units)
     items = [(sl, paths[sl], [checkpoints[t] for t in group]) for sl, group in units]
-    with progress("extracting features (images x models)", total) as advance:
+    with progress("extracting features (images x models)", total, enabled=bool(units)) as advance:
         kwargs = {"writer": writer, "model_index": model_index, **run}
         if client is None:
             kwargs["advance"] = advance
