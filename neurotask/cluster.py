@@ -182,6 +182,11 @@ _NEVER_STARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Job states after which a job runs no more (squeue's long names); "ENDED": no longer listed.
+_ENDED = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "ENDED", "FAILED", "NODE_FAIL",
+                    "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"})
+
+
 def _slurm_seconds(value: str, name: str) -> float:
     """Seconds in a SLURM time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
@@ -310,16 +315,35 @@ def _job_ids(cluster: Any) -> list[str]:
     return sorted((job.job_id for job in list(cluster.workers.values()) if getattr(job, "job_id", None)), key=int)
 
 
-def _pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
+def _job_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """SLURM's (state, reason) per job; a job SLURM no longer lists reads ("ENDED", "")."""
     if not job_ids:
         return {}
-    command = ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(job_ids)]
+    command = ["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(job_ids)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    return dict(line.split("|", 1) for line in done.stdout.splitlines() if "|" in line) if done.returncode == 0 else {}
+    if done.returncode and "Invalid job id" not in done.stderr:
+        return {}  # squeue failed for now: decide at the next poll
+    rows = [line.split("|", 2) for line in done.stdout.splitlines() if line.count("|") == 2]
+    listed = {job_id: (state, reason) for job_id, state, reason in rows}
+    return {job_id: listed.get(job_id, ("ENDED", "")) for job_id in job_ids}
+
+
+def _ended_early(script: str, job_id: str, state: str) -> str:
+    """An error message for a worker job that ended before its worker connected, pointing at its log."""
+    log = re.search(r"^#SBATCH -e (\S+)", script, flags=re.MULTILINE)
+    where = log.group(1).replace("%J", job_id) if log else f"slurm-{job_id}.out where neurotask was started"
+    return (
+        f"SLURM job {job_id} ended ({state}) before its worker connected to the scheduler; its log: {where}. "
+        "Usual causes: cluster.slurm.python is not a python with neurotask on the compute nodes, "
+        "cluster.slurm.job_script_prologue does not load the environment (`module load`, "
+        "`source .venv/bin/activate`), or the nodes cannot reach this scheduler's address "
+        "(set cluster.slurm.interface)"
+    )
 
 
 def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet: bool) -> list[str]:
-    """Wait until a worker job's worker has connected; fail at once on a job SLURM will never start.
+    """Wait until a worker job's worker has connected; fail at once on a job SLURM will never start,
+    or one that ended without its worker connecting (a dask-jobqueue cluster would wait forever).
 
     Returns the job ids submitted so far.
     """
@@ -330,10 +354,12 @@ def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet:
             _console.print(f"SLURM job(s) {', '.join(job_ids)} submitted; waiting for one to start "
                            f"(`squeue -j {','.join(job_ids)}`, up to {timeout:g} s)", soft_wrap=True)
             announced = True
-        for job_id, reason in _pending_reasons(job_ids).items():
-            if reason in _NEVER_STARTS:
+        for job_id, (state, reason) in _job_states(job_ids).items():
+            if state == "PENDING" and reason in _NEVER_STARTS:
                 why = f"job {job_id} is pending with reason {reason}"
                 raise ValueError(_unschedulable(cluster.job_script(), why, _NEVER_STARTS[reason]))
+            if state in _ENDED:
+                raise RuntimeError(_ended_early(cluster.job_script(), job_id, state))
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"no SLURM worker job started within {timeout:g} s (cluster.slurm.start_timeout); jobs "

@@ -253,6 +253,19 @@ def test_job_over_the_partition_time_limit_fails_fast_naming_the_walltime(slurm,
 
 
 @pytest.mark.slurm
+def test_job_whose_worker_cannot_start_fails_fast_pointing_at_its_log(slurm, tmp_path):
+    options = slurm_section(tmp_path / "logs", python="/nonexistent/python3")["slurm"]
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"ended \(FAILED\) before its worker connected") as error:
+        get_client(cluster="slurm", slurm_options=options, quiet=True)
+    assert time.monotonic() - start < 60
+    log = re.search(r"its log: (\S+)\.", str(error.value)).group(1)
+    assert Path(log).parent == tmp_path / "logs" and "/nonexistent/python3" in Path(log).read_text()
+    assert "cluster.slurm.python" in str(error.value)
+    slurm.wait_for_no_jobs(timeout=30, cancel=False)
+
+
+@pytest.mark.slurm
 def test_job_waiting_for_a_busy_node_times_out_naming_the_setting(slurm, tmp_path):
     blocker = slurm.command("sbatch", "--parsable", "-c", str(slurm.cpus), "-o", "/dev/null", "--wrap", "sleep 120")
     try:
