@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import distributed
 import numpy as np
 import pytest
 import xarray as xr
+from worker_faults import KillAtFirstTask
 
 from neurotask.features import encoders
 from neurotask.features.extract import extract_features
@@ -199,24 +199,6 @@ def test_cli_extract(stimuli_dir, weights_dir, tmp_path, in_memory) -> None:
 
 
 
-class _KillAtFirstUnit(distributed.WorkerPlugin):
-    """Kill the worker's process when it starts its first unit of work, once (marker file)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def transition(self, key, start, finish, **kwargs) -> None:
-        name = key if isinstance(key, str) else key[0]
-        if finish != "executing" or not str(name).startswith("_run_unit"):
-            return
-        try:  # atomic: both workers start a unit at once, only one may die
-            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(descriptor, str(name).encode())
-        os._exit(1)
-
-
 @pytest.mark.cluster
 def test_worker_lost_mid_extraction_gives_identical_store(stimuli_dir, weights_dir, tmp_path) -> None:
     """A worker killed at its first unit: the unit's inputs travel in its task, so Dask re-runs it
@@ -226,7 +208,7 @@ def test_worker_lost_mid_extraction_gives_identical_store(stimuli_dir, weights_d
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         undisturbed = extract_features(stimuli_dir, MODELS, weights=weights_dir, client=client, **RUN)
-        client.register_plugin(_KillAtFirstUnit(str(marker)))
+        client.register_plugin(KillAtFirstTask("_run_unit", str(marker)))
         stored = extract_features(stimuli_dir, MODELS, tmp_path / "f.zarr", weights=weights_dir, client=client, **RUN)
         values = stored.values
     assert marker.exists(), "no worker was killed"

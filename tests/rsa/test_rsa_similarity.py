@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import distributed
 import numpy as np
 import pytest
 from rsa_reference import MODELS
+from worker_faults import KillAtFirstTask
 
 from neurotask import rsa
 
@@ -67,24 +66,6 @@ def test_distributed_client_gives_identical_similarity(features):
     np.testing.assert_array_equal(lazy.values, expected.values)
 
 
-class _KillAtFirstModel(distributed.WorkerPlugin):
-    """Kill the worker's process when it starts its first model's RDM, once (marker file)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def transition(self, key, start, finish, **kwargs):
-        name = key if isinstance(key, str) else key[0]
-        if finish != "executing" or not str(name).startswith("_model_vector"):
-            return
-        try:  # atomic: both workers start a model at once, only one may die
-            descriptor = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(descriptor, str(name).encode())
-        os._exit(1)
-
-
 @pytest.mark.cluster
 def test_worker_lost_mid_rsa_with_in_memory_features(features, tmp_path):
     # numpy-backed features travel inside each model's task: losing the worker that computes a
@@ -93,7 +74,7 @@ def test_worker_lost_mid_rsa_with_in_memory_features(features, tmp_path):
     marker = tmp_path / "killed"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        client.register_plugin(_KillAtFirstModel(str(marker)))
+        client.register_plugin(KillAtFirstTask("_model_vector", str(marker)))
         on_cluster = rsa.model_similarity(features.compute(), client=client, progress=False)
     assert marker.exists(), "no worker was killed"
     np.testing.assert_allclose(on_cluster.values, in_process.values, atol=1e-6)
