@@ -13,12 +13,19 @@ Both paths take a :class:`FitPlan` and return the per-voxel scores (and test pre
 
 Models are processed in groups whose factors fit in ``factor_memory``; each voxel chunk is
 read once per group.
+
+With the torch backend (:mod:`neurotask.backend`), a chunk's training responses move to the
+device once and stay there for every model of the group, in voxel batches sized to the
+device's free memory; in this process the factors are computed on the device, on a client one
+task per model computes them (on a ``GPU``-resource worker when the workers advertise one, as
+the chunk tasks then are) and each worker copies them to its device once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +36,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from neurotask import backend as backends
 from neurotask import execution, stores
-from neurotask.encoding import ridge
+from neurotask.encoding import ridge, ridge_torch
 from neurotask.encoding.split import Split
 
-__all__ = ["FitPlan", "default_chunk", "model_groups", "run_cluster", "run_local"]
+__all__ = ["FitPlan", "PredictionSink", "default_chunk", "model_groups", "on_torch", "run_cluster", "run_local"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,10 @@ class FitPlan:
         Voxels per task.
     predictions : bool
         Also return the test predictions.
+    backend : neurotask.backend.Backend
+        Array backend of the kernels (resolved where they run).
+    device_batch : int, optional
+        Cap on voxel columns per device step (torch backend).
     """
 
     designs: list[np.ndarray]
@@ -71,13 +83,23 @@ class FitPlan:
     groups: list[list[int]]
     chunk: int
     predictions: bool
+    backend: backends.Backend = backends.Backend()
+    device_batch: int | None = None
 
     def factors(self, m: int) -> ridge.RidgeFactors:
-        """Model ``m``'s factors, computed in this process."""
-        split, design = self.split, self.designs[m]
-        return ridge.make_ridge_factors(design[split.train_index], design[split.test_index], split.bounds,
-                                        alphas=self.alphas, standardize=self.standardize[m],
-                                        folds=self.solver == "kfold")
+        """Model ``m``'s factors, computed in this process (on the device with the torch backend)."""
+        return _factors(self.designs[m], self.split, self.alphas, self.standardize[m], self.solver, self.backend)
+
+
+def _factors(design: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool, solver: str,
+             backend: backends.Backend) -> ridge.RidgeFactors:
+    name, device = backends.resolve(backend)
+    make = ridge.make_ridge_factors
+    if name == "torch":
+        def make(*args: Any, **kwargs: Any) -> ridge.RidgeFactors:
+            return ridge_torch.make_ridge_factors(*args, device=device, **kwargs)
+    return make(design[split.train_index], design[split.test_index], split.bounds, alphas=alphas,
+                standardize=standardize, folds=solver == "kfold")
 
 
 def model_groups(sizes: list[int], budget: int) -> list[list[int]]:
@@ -149,6 +171,10 @@ def _fit_block(
     """
     y = np.asarray(y, dtype=np.float32)
     split = plan.split
+    name, device = backends.resolve(plan.backend)
+    if name == "torch":
+        _check_block(y, split, start, voxel_labels)
+        return _fit_block_torch(y, factors, plan, device)
     with execution.blas_threads(blas_threads):
         _check_block(y, split, start, voxel_labels)
         y_train, y_test = y[split.train_index], y[split.test_index]
@@ -163,18 +189,54 @@ def _fit_block(
     return out, predictions
 
 
-class _Outputs:
-    """The fit's outputs, filled chunk by chunk."""
+def _fit_block_torch(
+    y: np.ndarray, factors: Sequence[ridge.RidgeFactors], plan: FitPlan, device: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_fit_block` on a torch device: the training responses move there once for every model."""
+    import torch
 
-    def __init__(self, plan: FitPlan, n_voxels: int) -> None:
+    split = plan.split
+    y_train = torch.as_tensor(y[split.train_index], device=device)
+    y_test = y[split.test_index]
+    factors = [ridge_torch.factors_on_device(f, device) if isinstance(f.design, np.ndarray) else f for f in factors]
+    n_voxels = y.shape[1]
+    per_voxel = ridge_torch.bytes_per_voxel(y.shape[0], int(factors[0].design.shape[1]), len(split.bounds) - 1,
+                                            plan.alphas.size)
+    batch = backends.voxel_batch(n_voxels, per_voxel, device, plan.device_batch)
+    out = np.empty((len(factors), len(plan.variables), n_voxels), dtype=np.float32)
+    predictions = np.empty((len(factors), y_test.shape[0], n_voxels), np.float32) if plan.predictions else None
+    with backends.tf32(plan.backend.allow_tf32):
+        for cols in stores.iter_chunks(n_voxels, batch):
+            for m, model_factors in enumerate(factors):
+                scores = ridge_torch.fit_ridge_chunk(model_factors, y_train[:, cols], y_test[:, cols], plan.alphas,
+                                                     plan.solver)
+                for v, name in enumerate(plan.variables):
+                    out[m, v, cols] = scores[name]
+                if predictions is not None:
+                    predictions[m, :, cols] = scores["prediction"]
+    return out, predictions
+
+
+#: Where a chunk's test predictions go instead of memory: ``sink(group, voxels, predictions)``.
+PredictionSink = Callable[[list[int], slice, np.ndarray], None]
+
+
+class _Outputs:
+    """The fit's outputs, filled chunk by chunk (predictions kept, or handed to a sink as they come)."""
+
+    def __init__(self, plan: FitPlan, n_voxels: int, sink: PredictionSink | None = None) -> None:
         n_models = len(plan.designs)
         self.values = np.empty((n_models, len(plan.variables), n_voxels), dtype=np.float32)
         n_test = plan.split.test_index.size
-        self.predictions = np.empty((n_models, n_test, n_voxels), dtype=np.float32) if plan.predictions else None
+        self.sink = sink
+        keep = plan.predictions and sink is None
+        self.predictions = np.empty((n_models, n_test, n_voxels), dtype=np.float32) if keep else None
 
     def put(self, group: list[int], voxels: slice, block: tuple[np.ndarray, np.ndarray | None]) -> None:
         self.values[group, :, voxels] = block[0]
-        if self.predictions is not None:
+        if self.sink is not None and block[1] is not None:
+            self.sink(group, voxels, block[1])
+        elif self.predictions is not None:
             self.predictions[group, :, voxels] = block[1]
 
 
@@ -182,10 +244,12 @@ class _Outputs:
 # in this process
 
 
-def run_local(plan: FitPlan, responses: xr.DataArray, progress: bool) -> _Outputs:
-    """Fit in this process: per group, factors, then every voxel chunk across one thread per core."""
+def run_local(plan: FitPlan, responses: xr.DataArray, progress: bool, sink: PredictionSink | None = None) -> _Outputs:
+    """Fit in this process: per group, factors, then every voxel chunk across one thread per core
+    (numpy), or on the device (torch)."""
     n_voxels = responses.sizes["voxel"]
-    outputs = _Outputs(plan, n_voxels)
+    outputs = _Outputs(plan, n_voxels, sink)
+    on_torch = backends.resolve(plan.backend)[0] == "torch"
     labels = _voxel_labels(responses)
     slices = list(stores.iter_chunks(n_voxels, plan.chunk))
     threads = execution.cpu_count()
@@ -205,6 +269,10 @@ def run_local(plan: FitPlan, responses: xr.DataArray, progress: bool) -> _Output
                 y = pending.result()
                 if i + 1 < len(slices):
                     pending = reader.submit(read, slices[i + 1])
+                if on_torch:  # torch runs its own threads (CPU) or the device
+                    outputs.put(group, sl, _fit_block(y, factors, plan, sl.start, labels.iloc[sl], None))
+                    advance()
+                    continue
                 # one slice of the chunk per core, each on single-threaded BLAS: independent GEMMs
                 # keep their speed when another process takes a core; multithreaded OpenBLAS
                 # stalls at its barriers then
@@ -270,18 +338,43 @@ def _submit_factors(client: Any, plan: FitPlan, m: int) -> Any:
     return client.submit(_remote_assemble, prepared, split.bounds, alphas, full, eighs, solutions, pure=False)
 
 
+def _remote_factors(design, split, alphas, standardize, solver, backend):  # noqa: ANN001, ANN202
+    """One model's factors in one task, on the worker's device (torch) and returned as numpy."""
+    factors = _factors(design, split, alphas, standardize, solver, backend)
+    return ridge_torch.factors_to_numpy(factors) if not isinstance(factors.design, np.ndarray) else factors
+
+
+def _submit_torch_factors(client: Any, plan: FitPlan, m: int, resources: dict[str, int] | None) -> Any:
+    return execution.submit_with_data(client, _remote_factors, plan.designs[m], plan.split, plan.alphas,
+                                      plan.standardize[m], plan.solver, plan.backend, resources=resources)
+
+
+def on_torch(plan: FitPlan, client: Any) -> bool:
+    """Whether a client's fit takes the torch path: asked for, or ``"auto"`` with ``GPU`` workers."""
+    return plan.backend.name == "torch" or (plan.backend.name == "auto" and backends.gpu_resources(client) is not None)
+
+
 def _chunk_plan(plan: FitPlan) -> FitPlan:
     """The plan a chunk task needs: no designs (the factors carry them)."""
     return FitPlan([], plan.standardize, plan.split, plan.alphas, plan.solver, plan.variables, [], plan.chunk,
-                   plan.predictions)
+                   plan.predictions, plan.backend, plan.device_batch)
 
 
-def run_cluster(client: Any, plan: FitPlan, responses: xr.DataArray, progress: bool) -> _Outputs:
-    """Fit on a Dask client: per group, factors as futures, then one task per voxel chunk."""
+def run_cluster(client: Any, plan: FitPlan, responses: xr.DataArray, progress: bool,
+                sink: PredictionSink | None = None) -> _Outputs:
+    """Fit on a Dask client: per group, factors as futures, then one task per voxel chunk.
+
+    On the torch path, factor and chunk tasks carry ``resources={"GPU": 1}`` when the workers
+    advertise that resource.
+    """
     from distributed import as_completed
 
     n_voxels = responses.sizes["voxel"]
-    outputs = _Outputs(plan, n_voxels)
+    outputs = _Outputs(plan, n_voxels, sink)
+    torch_path = on_torch(plan, client)
+    resources = backends.gpu_resources(client) if torch_path else None
+    if not torch_path:
+        plan = dataclasses.replace(plan, backend=backends.Backend("numpy"))
     labels = _voxel_labels(responses)
     data = responses.data if isinstance(responses.data, da.Array) else da.from_array(np.asarray(responses.data))
     blocks = data.rechunk((-1, plan.chunk)).to_delayed()[0]
@@ -290,10 +383,11 @@ def run_cluster(client: Any, plan: FitPlan, responses: xr.DataArray, progress: b
     plan_f = execution.submit_with_data(client, lambda value: value, _chunk_plan(plan))
     with execution.progress("ridge: voxel chunks", len(plan.groups) * len(slices), enabled=progress) as advance:
         for group in plan.groups:
-            factors = [_submit_factors(client, plan, m) for m in group]
+            factors = [_submit_torch_factors(client, plan, m, resources) if torch_path
+                       else _submit_factors(client, plan, m) for m in group]
             tasks = [dask.delayed(_fit_block, pure=True)(block, factors, plan_f, sl.start, labels.iloc[sl], 1)
                      for block, sl in zip(blocks, slices)]
-            futures = client.compute(tasks)
+            futures = client.compute(tasks, resources=resources)
             where = {future.key: sl for future, sl in zip(futures, slices)}
             for future, values in as_completed(futures, with_results=True):
                 outputs.put(group, where[future.key], values)

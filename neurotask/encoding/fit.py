@@ -11,7 +11,13 @@
    group, through GEMM-only kernels, in this process or on a Dask client
    (:mod:`neurotask.encoding.executor`);
 4. the results: per-voxel scores, the split, and the test predictions that the permutation null
-   needs (so :func:`neurotask.stats.permutation_test` runs without the features).
+   needs (so :func:`neurotask.stats.permutation_test` runs without the features). With
+   ``store=``, the predictions are written to the store chunk by chunk as the fit produces them,
+   so memory holds one voxel chunk of them, not all (≈ 25 models × 370 trials × 145k voxels × 4 B
+   = 5.4 GB for a full subject).
+
+The kernels run in numpy or torch (``backend``, ``device``: :mod:`neurotask.backend`); the
+results record which in attrs ``backend``, ``device`` and ``allow_tf32``.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
+from neurotask import backend as backends
 from neurotask import execution, stores
 from neurotask.encoding import ridge
 from neurotask.encoding.design import ModelSpec, aligned_features, design_matrix, model_specs, spaces_coord
-from neurotask.encoding.executor import FitPlan, default_chunk, model_groups, run_cluster, run_local
+from neurotask.encoding.executor import FitPlan, default_chunk, model_groups, on_torch, run_cluster, run_local
 from neurotask.encoding.scoring import SCORINGS
 from neurotask.encoding.split import DEFAULT_CV, REPEATS, Split, make_split
 
@@ -85,6 +93,7 @@ def _plan(
     features: xr.DataArray, responses: xr.DataArray, specs: list[ModelSpec], split: Split, alphas: np.ndarray,
     solver: str, options: dict[str, Any], chunk: int,
 ) -> FitPlan:
+    """The :class:`FitPlan`: designs, model groups under ``factor_memory``, backend."""
     designs = [design_matrix(aligned_features(features, responses, spec.spaces), spec.spaces) for spec in specs]
     n_folds = len(split.bounds) - 1 if solver == "kfold" else 0
     sizes = [ridge.factors_nbytes(split.train_index.size, split.test_index.size, d.shape[1], n_folds, alphas.size)
@@ -93,6 +102,7 @@ def _plan(
         designs=designs, standardize=[options["standardize"] or spec.joint for spec in specs], split=split,
         alphas=alphas, solver=solver, variables=[*options["scoring"], "alpha", "cv_r2"],
         groups=model_groups(sizes, options["factor_memory"]), chunk=chunk, predictions=options["predictions"],
+        backend=options["backend"], device_batch=options["device_batch"],
     )
 
 
@@ -107,15 +117,16 @@ def _inputs(features: xr.DataArray, responses: xr.DataArray) -> dict[str, str]:
 
 
 def _assemble(
-    outputs: Any, plan: FitPlan, specs: list[ModelSpec], responses: xr.DataArray, parameters: dict[str, Any],
-    inputs: dict[str, str],
+    values: Any, predictions: Any, plan: FitPlan, specs: list[ModelSpec], responses: xr.DataArray,
+    parameters: dict[str, Any], inputs: dict[str, str], backend_attrs: dict[str, Any],
 ) -> xr.Dataset:
-    """The results Dataset (module docstring, step 4)."""
+    """The results Dataset (module docstring, step 4) from the (model, variable, voxel) ``values`` and
+    (model, test trial, voxel) ``predictions`` (None: not kept), numpy or lazy."""
     split = plan.split
     voxel_coords = {str(c): responses[c].compute() for c in responses.coords if responses[c].dims == ("voxel",)}
     trial_coords = {str(c): responses[c].compute() for c in responses.coords if responses[c].dims == ("trial",)}
     results = xr.Dataset(
-        {name: (("model", "voxel"), outputs.values[:, v], _VARIABLE_ATTRS[name])
+        {name: (("model", "voxel"), values[:, v], _VARIABLE_ATTRS[name])
          for v, name in enumerate(plan.variables)},
         coords={"model": [spec.name for spec in specs], "spaces": spaces_coord(specs), **voxel_coords},
     )
@@ -123,9 +134,9 @@ def _assemble(
                                       attrs={"long_name": "trial scored as a test trial"})
     results["fold"] = xr.DataArray(split.fold, dims="trial", attrs={
         "long_name": "cross-validation fold (-1: test, -2: left out, its image on both sides of the split)"})
-    if outputs.predictions is not None:
+    if predictions is not None:
         results["prediction"] = xr.DataArray(
-            outputs.predictions, dims=("model", "test_trial", "voxel"),
+            predictions, dims=("model", "test_trial", "voxel"),
             coords={"test_trial": ("test_trial", split.test_index, {"long_name": "position of the test trial"}),
                     "test_image": ("test_trial", responses["image"].values[split.test_index].astype(str))},
             attrs={"long_name": "ridge prediction of the test responses", "units": responses.attrs.get("units", "")},
@@ -133,9 +144,52 @@ def _assemble(
     results.attrs.update(
         split=json.dumps(split.info, default=str), alphas=json.dumps(plan.alphas.tolist()), cv=str(parameters["cv"]),
         standardize=bool(parameters["standardize"]), **{k: split.info[k] for k in _SPLIT_ATTRS},
-        **stores.provenance(parameters, inputs),
+        **backend_attrs, **stores.provenance(parameters, inputs),
     )
     return results
+
+
+def _backend_attrs(plan: FitPlan, client: Any) -> dict[str, Any]:
+    """``backend``, ``device``, ``allow_tf32`` of the fit (on a client: the path its tasks take)."""
+    if client is None:
+        return plan.backend.attrs
+    if not on_torch(plan, client):
+        return {"backend": "numpy", "device": "cpu", "allow_tf32": plan.backend.allow_tf32}
+    device = plan.backend.device
+    if device == "auto":
+        device = "cuda" if backends.gpu_resources(client) else "auto (each worker's: cuda when it sees a GPU)"
+    return {"backend": "torch", "device": device, "allow_tf32": plan.backend.allow_tf32}
+
+
+#: Store chunks of the results: one model per chunk, so a group's predictions are whole chunks.
+_STORE_CHUNKS = {"model": 1, "trial": -1, "test_trial": -1}
+
+
+def _fit_to_store(store: str | os.PathLike[str], run: Any, plan: FitPlan, specs: list[ModelSpec],
+                  responses: xr.DataArray, parameters: dict[str, Any], inputs: dict[str, str],
+                  backend_attrs: dict[str, Any]) -> xr.Dataset:
+    """Fit with the test predictions written to ``store`` chunk by chunk (memory: one voxel chunk of them)."""
+    n_models, n_voxels, n_test = len(specs), responses.sizes["voxel"], plan.split.test_index.size
+    template = _assemble(
+        da.zeros((n_models, len(plan.variables), n_voxels), dtype=np.float32, chunks=(1, -1, plan.chunk)),
+        da.zeros((n_models, n_test, n_voxels), dtype=np.float32, chunks=(1, -1, plan.chunk)),
+        plan, specs, responses, parameters, inputs, backend_attrs)
+    writer = stores.RegionWriter(store, template, region_dims=["voxel"], chunks={**_STORE_CHUNKS, "voxel": plan.chunk},
+                                 parameters=parameters, inputs=inputs, overwrite=True)
+
+    def sink(group: list[int], voxels: slice, block: np.ndarray) -> None:
+        region = {"model": slice(group[0], group[-1] + 1), "test_trial": slice(0, n_test), "voxel": voxels}
+        xr.Dataset({"prediction": (("model", "test_trial", "voxel"), block)}).to_zarr(
+            store, region=region, consolidated=False)
+
+    outputs = run(plan, responses, sink)
+    results = _assemble(outputs.values, None, plan, specs, responses, parameters, inputs, backend_attrs)
+    for region in writer.regions():
+        writer.write(results[plan.variables].isel(region), region)
+    rest = [v for v in results.data_vars if "voxel" not in results[v].dims]
+    results[rest].drop_vars([c for c in results[rest].coords]).to_zarr(store, mode="r+", consolidated=False)
+    writer.finalize()
+    return stores.open_results(store)
 
 
 def fit(
@@ -157,6 +211,10 @@ def fit(
     client: Any = None,
     store: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    backend: str = "numpy",
+    device: str = "auto",
+    allow_tf32: bool = False,
+    device_batch: int | None = None,
 ) -> xr.Dataset:
     """Fit voxelwise ridge encoding models and score them on held-out trials (computes).
 
@@ -214,9 +272,21 @@ def fit(
         Run on this client; default the current client if any, else in this process.
     store : path-like, optional
         Also write the results to this zarr store (resumable schema of :mod:`neurotask.stores`)
-        and return it opened.
+        and return it opened; the test predictions are written chunk by chunk during the fit
+        (one model and ``voxel_chunk`` voxels per stored chunk), never all held in memory.
     progress : bool
         Show progress.
+    backend : {"numpy", "torch", "auto"}
+        Array backend of the kernels: numpy, or torch (same algorithms: float64 decompositions,
+        float32 GEMMs). ``"auto"``: torch on CUDA where the process running the work sees a GPU
+        (on a client: when its workers advertise a ``GPU`` resource), else numpy.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        Torch device; ``"auto"``: CUDA when available where the work runs, else the CPU.
+    allow_tf32 : bool
+        Let CUDA GEMMs use TF32 (faster, ~1e-3 relative error); off by default, recorded in attrs.
+    device_batch : int, optional
+        Cap on voxel columns per torch step; default as many as fit in half the device's free
+        memory (CUDA) or the whole chunk (CPU).
 
     Returns
     -------
@@ -226,7 +296,7 @@ def fit(
         coords; ``prediction`` (model, test_trial, voxel) float32 with ``test_trial`` (trial
         positions) and ``test_image``; attrs ``split`` and ``alphas`` (JSON), ``cv``, ``cv_folds``,
         ``cv_rule``, ``repeats``, ``n_test_trials_dropped``, ``n_train_trials_dropped``,
-        ``n_cv_trials_moved``, ``standardize`` and provenance.
+        ``n_cv_trials_moved``, ``standardize``, ``backend``, ``device``, ``allow_tf32`` and provenance.
 
     Examples
     --------
@@ -243,23 +313,35 @@ def fit(
     solver, n_folds = _check_cv(cv)
     alphas = _check_alphas(alphas)
     _check_options(scoring, voxel_chunk, repeats)
+    backend_request = backends.check_backend(backend, device, allow_tf32, function="fit")
+    if device_batch is not None and device_batch < 1:
+        raise ValueError(f"device_batch must be a positive int; got {device_batch}.")
     specs = model_specs(models, [str(m) for m in features["model"].values])
     split = make_split(responses, test_sessions, test_fraction, seed, solver, n_folds, explicit_cv=cv is not None,
                        repeats=repeats)
     client = execution.current_client(client)
     options = {"standardize": standardize, "scoring": list(scoring), "factor_memory": factor_memory,
-               "predictions": predictions}
+               "predictions": predictions, "backend": backend_request, "device_batch": device_batch}
     plan = _plan(features, responses, specs, split, alphas, solver, options,
                  voxel_chunk or default_chunk(responses, client))
-    outputs = run_cluster(client, plan, responses, progress) if client is not None else run_local(plan, responses,
-                                                                                                  progress)
+
+    def run(plan: FitPlan, responses: xr.DataArray, sink: Any = None) -> Any:
+        if client is not None:
+            return run_cluster(client, plan, responses, progress, sink)
+        return run_local(plan, responses, progress, sink)
+
     parameters = {
         "models": [spec.name for spec in specs], "test_sessions": test_sessions, "test_fraction": test_fraction,
         "seed": seed, "alphas": alphas.tolist(), "cv": DEFAULT_CV if cv is None else cv, "repeats": repeats,
         "standardize": standardize, "scoring": list(scoring),
     }
     inputs = _inputs(features, responses)
-    results = _assemble(outputs, plan, specs, responses, parameters, inputs)
+    backend_attrs = _backend_attrs(plan, client)
+    if store is not None and predictions:
+        return _fit_to_store(store, run, plan, specs, responses, parameters, inputs, backend_attrs)
+    outputs = run(plan, responses)
+    results = _assemble(outputs.values, outputs.predictions, plan, specs, responses, parameters, inputs,
+                        backend_attrs)
     if store is None:
         return results
     stores.write_dataset(store, results, parameters=parameters, inputs=inputs,
