@@ -21,6 +21,7 @@ from typing import Any
 
 import xarray as xr
 
+from neurotask._version import __version__
 from neurotask.datasets import groundtruth_path, open_groundtruth
 from neurotask.report import scores, sections, truth
 from neurotask.report._html import SECTIONS, Page
@@ -107,8 +108,6 @@ def write(
     --------
     >>> nt.report.write("results/", "results/report.html")  # doctest: +SKIP
     """
-    from neurotask import __version__
-
     data = _collect(results)
     config = dict(config or data.get("config") or {})
     _attach_groundtruth(data, config)
