@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 
 import pytest
@@ -55,3 +56,55 @@ def test_report_writes_html_for_an_output_directory(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report.html").exists()
     assert "Not available" in (tmp_path / "report.html").read_text()
+
+
+def test_run_help_and_config_reference_show_every_config_key():
+    from neurotask.pipeline import reference
+
+    listing = runner.invoke(app, ["config-reference"])
+    assert listing.exit_code == 0 and listing.output.strip() == reference()
+    text = " ".join(_plain(runner.invoke(app, ["run", "--help"], terminal_width=200).output).split())
+    for key in ("[encode]", "standardize (true or false)", "[permute]", "n_permutations (an integer)", "[cluster]"):
+        assert key in text, key
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/data/out/encoding.zarr"),
+         "/data/out/encoding.zarr: no space left on the device"),
+        (OSError(errno.EROFS, "Read-only file system", "/ro/out/.neurotask.lock"),
+         "/ro/out/.neurotask.lock: read-only file system"),
+        (PermissionError(errno.EACCES, "Permission denied", "/root/x"), "/root/x: permission denied"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/out"), "/home/u/out: disk quota exceeded"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "/no/such.toml"),
+         "/no/such.toml: no such file or directory"),
+        (RuntimeError("zarr could not write"), None),  # not ours: a bug, keeps its traceback
+        (OSError(errno.EIO, "Input/output error", "/x"), None),
+        (ValueError("from numpy, not from us"), None),  # raised outside neurotask
+    ],
+)
+def test_describe_names_the_path_or_leaves_the_traceback(error, expected):
+    from neurotask.cli._errors import describe
+
+    message = describe(error)
+    assert message == expected if expected is None else message.startswith(expected)
+
+
+def test_describe_follows_the_cause_and_our_own_validation_errors():
+    from neurotask.cli._errors import describe
+    from neurotask.rsa import model_similarity
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/full/r.zarr")
+        except OSError as cause:
+            raise RuntimeError("write failed") from cause
+    except RuntimeError as error:
+        assert describe(error).startswith("/full/r.zarr: no space left")
+    try:
+        model_similarity("not features")
+    except (ValueError, TypeError) as error:
+        assert describe(error) == str(error)  # a neurotask validation message, shown as is
+    else:
+        raise AssertionError("model_similarity accepted a string")

@@ -28,6 +28,7 @@ from neurotask import pipeline, stores
 from neurotask.cli import app
 from neurotask.datasets import bold5000_trials, make_synthetic_features, write_synthetic_bold5000, write_synthetic_stimuli
 from neurotask.features.encoders import save_random_checkpoint
+from neurotask.pipeline.steps import STEP_TABLE
 
 MODELS = ["autoencoding", "depth_euclidean"]
 NEUROTASK = Path(sys.executable).parent / "neurotask"
@@ -349,3 +350,21 @@ def test_a_second_run_on_the_same_folder_exits_with_the_lock_message(data, finis
     assert first.returncode == 0, stderr
     assert not lock.exists()
     assert_same_results(out, finished)
+    # the status table lists the steps in the order they ran: the pipeline's
+    order = [f"{spec.key}/CSI1" if spec.per_subject else spec.key for spec in STEP_TABLE]
+    rows = [line.split("│")[1].strip() for line in stdout.splitlines() if line.count("│") == 3]
+    assert [row for row in rows if row in order] == order, stdout
+
+
+def test_a_full_disk_is_one_line_naming_the_path(data, tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0 or not _can_mount_read_only(tmp_path):
+        pytest.skip("a small tmpfs needs root and mount namespaces")
+    script = f'mount -t tmpfs -o size=64k tmpfs "{full}" && exec "$0" "$@"'
+    store = full / "r.zarr"
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, str(NEUROTASK), "ingest", str(data / "bold"),
+                             "--out", str(store)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and str(store) in message[0] and "no space left" in message[0], result.stderr

@@ -17,6 +17,7 @@ import sys
 import traceback
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import typer
@@ -28,7 +29,7 @@ from neurotask.fmri.masking import GridMismatchError
 from neurotask.pipeline import ConfigError, LockedError
 from neurotask.stores import StoreError
 
-__all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled", "set_debug"]
+__all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled", "set_debug", "writing_to"]
 
 #: The environment variable that, set to 1, shows the traceback of expected failures.
 DEBUG_ENV = "NEUROTASK_DEBUG"
@@ -76,7 +77,7 @@ def _raised_in_neurotask(error: BaseException) -> bool:
 
 
 def _os_message(error: OSError) -> str | None:
-    where = error.filename if error.filename is not None else None
+    where = error.filename
     if isinstance(error, FileNotFoundError):
         if where is None:  # our own FileNotFoundError: its message says what is missing
             return str(error)
@@ -139,6 +140,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_EXPECTED)
 
 
+@contextmanager
+def writing_to(out: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Name ``out`` in a full-disk or read-only error that names no file (a failed ``write()`` names none)."""
+    try:
+        yield
+    except OSError as error:
+        if out is None or error.filename is not None or error.errno not in _WRITE_FIXES:
+            raise
+        raise OSError(error.errno, error.strerror, str(out)) from error
+
+
 def handled(command: F) -> F:
     """Wrap a command so that expected failures print their message and exit non-zero.
 
@@ -150,7 +162,8 @@ def handled(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with writing_to(kwargs.get("out")):
+                return command(*args, **kwargs)
         except Exception as error:  # typer's own Exit and usage errors are not ours: describe() gives None
             message = describe(error)
             if message is None:

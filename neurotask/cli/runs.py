@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neurotask.cli._app import ClusterOption, SchedulerOption, WorkersOption, command
-from neurotask.cli._errors import fail
+from neurotask.cli._errors import fail, writing_to
 from neurotask.demo import DEMO_SESSIONS, demo as run_demo
 from neurotask.pipeline import RunSummary, load_config, open_outputs, reference, run
 from neurotask.report import write as write_report
@@ -76,7 +76,9 @@ def run_config(
 ) -> None:
     cfg = load_config(config)
     cfg.setdefault("cluster", {}).update(_cluster(scheduler, cluster, workers))
-    print_summary(run(cfg, steps=steps))
+    with writing_to(cfg.get("out")):
+        summary = run(cfg, steps=steps)
+    print_summary(summary)
 
 
 @command("config-reference")
