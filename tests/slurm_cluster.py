@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
+PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
 PARTITION = "debug"
 MAX_TIME = "01:00:00"
 
@@ -128,7 +128,7 @@ class SlurmNode:
 def missing_binaries() -> list[str]:
     """The SLURM and munge programs absent from PATH (sbin included)."""
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [name for name in DAEMONS if shutil.which(name, path=path) is None]
+    return [name for name in PROGRAMS if shutil.which(name, path=path) is None]
 
 
 def _free_port() -> int:

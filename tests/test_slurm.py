@@ -232,7 +232,8 @@ def test_worker_job_cancelled_mid_encode_is_replaced_and_results_are_identical(s
 def test_job_larger_than_every_node_fails_fast_naming_the_memory(slurm, tmp_path):
     options = slurm_section(tmp_path / "logs", memory=f"{2 * slurm.memory_mb}MB")["slurm"]
     start = time.monotonic()
-    message = r"cluster\.slurm\.memory asks \d+ MB per job but partition 'debug' offers at most \d+ MB"
+    message = (r"cluster\.slurm\.memory asks \d+ MB per job "
+               rf"but partition '{slurm.partition}' offers at most {slurm.memory_mb} MB")
     with pytest.raises(ValueError, match=message):
         get_client(cluster="slurm", slurm_options=options, quiet=True)
     assert time.monotonic() - start < 60
@@ -245,7 +246,7 @@ def test_job_over_the_partition_time_limit_fails_fast_naming_the_walltime(slurm,
     options = slurm_section(tmp_path / "logs", walltime="02:00:00")["slurm"]
     start = time.monotonic()
     message = (r"PartitionTimeLimit\): cluster\.slurm\.walltime asks 7200 s per job "
-               r"but partition 'debug' offers at most 3600 s")
+               rf"but partition '{slurm.partition}' offers at most 3600 s")
     with pytest.raises(ValueError, match=message):
         get_client(cluster="slurm", slurm_options=options, quiet=True)
     assert time.monotonic() - start < 60
