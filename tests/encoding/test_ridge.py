@@ -1,4 +1,4 @@
-"""The numpy ridge kernels against himalaya, scikit-learn and a naive GCV."""
+"""The ridge kernels (numpy, and torch on the CPU) against himalaya, scikit-learn and a naive GCV."""
 
 from __future__ import annotations
 
@@ -20,6 +20,23 @@ from neurotask.encoding.ridge import (
 from neurotask.encoding.scoring import pearson_r, r2_score
 
 ALPHAS = np.logspace(-2, 7, 19)
+BACKENDS = ["numpy", "torch"]
+
+
+def _kernels(backend: str):
+    """``(make_ridge_factors, fit_ridge_chunk)`` of a backend, both taking and returning numpy."""
+    if backend == "numpy":
+        return make_ridge_factors, fit_ridge_chunk
+    torch = pytest.importorskip("torch")
+    from neurotask.encoding import ridge_torch
+
+    def make(*args, **kwargs):
+        return ridge_torch.make_ridge_factors(*args, device="cpu", **kwargs)
+
+    def fit_chunk(factors, y, y_test, alphas, solver="kfold"):
+        return ridge_torch.fit_ridge_chunk(factors, torch.as_tensor(y), y_test, alphas, solver)
+
+    return make, fit_chunk
 
 
 def _problem(n_train: int = 500, n_test: int = 120, k: int = 40, voxels: int = 200, seed: int = 0):
@@ -32,11 +49,13 @@ def _problem(n_train: int = 500, n_test: int = 120, k: int = 40, voxels: int = 2
     return x[:n_train], x[n_train:], y[:n_train], y[n_train:], folds
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_kfold_alphas_and_scores_match_himalaya(seed: int) -> None:
+def test_kfold_alphas_and_scores_match_himalaya(seed: int, backend: str) -> None:
+    make, fit_chunk = _kernels(backend)
     x, x_test, y, y_test, folds = _problem(seed=seed)
-    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=ALPHAS)
-    ours = fit_ridge_chunk(factors, y, y_test, ALPHAS)
+    factors = make(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=ALPHAS)
+    ours = fit_chunk(factors, y, y_test, ALPHAS)
 
     reference = RidgeCV(alphas=ALPHAS, cv=PredefinedSplit(folds), fit_intercept=True,
                         solver_params={"score_func": himalaya_r2})
@@ -70,6 +89,27 @@ def test_coefficients_match_sklearn_ridge(standardize: bool) -> None:
     )
 
 
+@pytest.mark.parametrize("standardize", [False, True])
+def test_torch_predictions_match_sklearn_ridge(standardize: bool) -> None:
+    torch = pytest.importorskip("torch")
+    from neurotask.encoding import ridge_torch
+
+    x, x_test, y, _, _ = _problem(voxels=30)
+    alpha = np.logspace(-1, 4, 30)
+    factors = ridge_torch.make_ridge_factors(x, x_test, [0, x.shape[0]], standardize=standardize, folds=False)
+    x64 = x.astype(np.float64)
+    scale = x64.std(axis=0) if standardize else np.ones(x.shape[1])
+    reference = Ridge(alpha=alpha, fit_intercept=True).fit(x64 / scale, y.astype(np.float64))
+    np.testing.assert_allclose(ridge_torch.predict_ridge(factors, torch.as_tensor(y), alpha),
+                               reference.predict(x_test.astype(np.float64) / scale), rtol=1e-4, atol=1e-4)
+    # numpy factors copied to the device predict the same
+    numpy_factors = make_ridge_factors(x, x_test, [0, x.shape[0]], standardize=standardize, folds=False)
+    moved = ridge_torch.factors_on_device(numpy_factors, "cpu")
+    assert ridge_torch.factors_on_device(numpy_factors, "cpu") is moved  # copied once
+    np.testing.assert_allclose(ridge_torch.predict_ridge(moved, torch.as_tensor(y), alpha),
+                               predict_ridge(numpy_factors, y, alpha), rtol=1e-4, atol=1e-5)
+
+
 def _naive_gcv(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """GCV(alpha) = n ‖(I − H) y‖² / tr(I − H)², H the hat matrix of ridge with intercept."""
     n = x.shape[0]
@@ -83,23 +123,27 @@ def _naive_gcv(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     return 1.0 - np.array(scores) / ((yc**2).sum(axis=0) / n)
 
 
-def test_gcv_matches_naive_hat_matrix() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gcv_matches_naive_hat_matrix(backend: str) -> None:
+    make, fit_chunk = _kernels(backend)
     x, x_test, y, y_test, _ = _problem(n_train=300, voxels=80)
-    factors = make_ridge_factors(x, x_test, [0, x.shape[0]], folds=False)
-    ours = fit_ridge_chunk(factors, y, y_test, ALPHAS, solver="gcv")
+    factors = make(x, x_test, [0, x.shape[0]], folds=False)
+    ours = fit_chunk(factors, y, y_test, ALPHAS, solver="gcv")
     scores = _naive_gcv(x.astype(np.float64), y.astype(np.float64), ALPHAS)
     best = np.argmax(scores + 1e-10 * np.log(ALPHAS)[:, None], axis=0)
     np.testing.assert_array_equal(ours["alpha"], ALPHAS[best])
     np.testing.assert_allclose(ours["cv_r2"], scores[best, np.arange(y.shape[1])], atol=1e-5)
 
 
-def test_ties_go_to_the_larger_alpha() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_go_to_the_larger_alpha(backend: str) -> None:
+    make, fit_chunk = _kernels(backend)
     # constant features: every alpha predicts the fold's training mean, so all CV scores are equal
     x, x_test, y, _, folds = _problem(voxels=3)
     x, x_test = np.zeros_like(x), np.zeros_like(x_test)
     alphas = np.array([1e6, 1e7, 1e8])
-    factors = make_ridge_factors(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=alphas)
-    out = fit_ridge_chunk(factors, y, y[: x_test.shape[0]], alphas)
+    factors = make(x, x_test, np.searchsorted(folds, np.arange(6)), alphas=alphas)
+    out = fit_chunk(factors, y, y[: x_test.shape[0]], alphas)
     np.testing.assert_array_equal(out["alpha"], 1e8)
 
 
