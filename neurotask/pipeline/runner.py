@@ -64,9 +64,17 @@ def output_lock(out: Path) -> Iterator[None]:
 
 
 def _holder(path: Path) -> dict[str, Any] | None:
+    for _ in range(20):  # empty: its taker created it and is writing it (O_EXCL, then json.dump)
+        try:
+            text = path.read_text()
+        except OSError:
+            return None
+        if text:
+            break
+        time.sleep(0.05)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # being written, or garbage: treat as stale
+        return json.loads(text)
+    except ValueError:  # still empty after a second, or garbage: treat as stale
         return None
 
 
