@@ -368,3 +368,27 @@ def test_a_full_disk_is_one_line_naming_the_path(data, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(message) == 1 and str(store) in message[0] and "no space left" in message[0], result.stderr
+
+
+def test_a_lock_being_written_is_not_taken_as_stale(tmp_path):
+    """The window between the lock's exclusive creation and its content: a second run must wait, not take it."""
+    import socket
+    import threading
+
+    from neurotask.pipeline.runner import LockedError, output_lock
+
+    lock = tmp_path / ".neurotask.lock"
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # taken, not written yet
+
+    def finish_writing() -> None:
+        time.sleep(0.3)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        os.close(fd)
+
+    writer = threading.Thread(target=finish_writing)
+    writer.start()
+    with pytest.raises(LockedError, match=f"pid {os.getpid()} on {socket.gethostname()}"):
+        with output_lock(tmp_path):
+            pass
+    writer.join()
+    assert lock.exists()  # still the first taker's

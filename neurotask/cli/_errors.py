@@ -94,7 +94,7 @@ def _message(error: BaseException) -> str | None:
     if isinstance(error, OSError) and not isinstance(error, (gzip.BadGzipFile, UnidentifiedImageError)):
         return _os_message(error)
     if isinstance(error, _CORRUPT):
-        return (f"a compressed input file is truncated or corrupt ({type(error).__name__}: {error}); "
+        return (f"an input file is truncated or corrupt ({type(error).__name__}: {error}); "
                 f"re-download it (--debug shows where it was read)")
     if isinstance(error, UnidentifiedImageError):
         return f"{error}; replace or remove the image (extract: on_error = 'skip' lists and skips it)"
