@@ -31,6 +31,11 @@ a seed, and equal across chunkings except for nulls within float32 rounding of t
 Orchestration: one task per (models × voxel chunk), running every permutation block of it in
 turn, through :func:`neurotask.execution.map_unordered` (threads here, or the Dask client);
 counts are reduced inside the tasks, so memory is bounded by one null block per task.
+
+``backend="torch"`` runs the shuffle-test kernel on a torch device
+(:mod:`neurotask.stats.permutation_torch`): the same products summed in the same trial order,
+so its p-values equal the numpy kernel's; on a client whose workers advertise a ``GPU``
+resource, its tasks ask for one.
 """
 
 from __future__ import annotations
@@ -38,14 +43,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import contextlib
+
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from neurotask import backend as backends
 from neurotask import execution
 from neurotask.encoding import predict, r2_score, pearson_r
 from neurotask.encoding.design import aligned_features, design_matrix, model_factors, model_spaces
 from neurotask.encoding.split import training_index
+from neurotask.stats import permutation_torch
 from neurotask.stats.fdr import fdr_bh
 from neurotask.stores import validate_features, validate_responses
 
@@ -222,11 +232,15 @@ def _materialize(item: Any) -> np.ndarray:
     return np.asarray(item, dtype=np.float32)
 
 
-def _shuffle_task(item: Any, perms: np.ndarray, n_models: int, statistic: str, block: int, fwer: bool) -> tuple:
+def _shuffle_task(item: Any, perms: np.ndarray, n_models: int, statistic: str, block: int, fwer: bool,
+                  backend: backends.Backend = backends.Backend()) -> tuple:
     """Item rows: the models' predictions (model × test trial), then the test responses."""
     stacked = _materialize(item)
     n_test = perms.shape[1]
     prepared = _prepare(stacked[:-n_test].reshape(n_models, n_test, -1), stacked[-n_test:], statistic)
+    name, device = backends.resolve(backend)  # where the task runs
+    if name == "torch":
+        return permutation_torch.shuffle_counts(perms, *prepared, statistic, block, fwer, device)
     return _over_blocks(lambda p: _shuffle_null(p, *prepared, statistic), n_test, perms, block, fwer)
 
 
@@ -272,12 +286,18 @@ def _rows(array: xr.DataArray, rows: np.ndarray | None = None) -> Any:
     return data.reshape(-1, array.shape[-1])
 
 
-def _run(task: Callable[..., tuple], items: _StackedBlocks, args: tuple, client: Any, advance: Callable) -> list:
-    """``task`` over the items on threads here or on the client; results in item order."""
+def _run(task: Callable[..., tuple], items: _StackedBlocks, args: tuple, client: Any, advance: Callable,
+         resources: bool = False) -> list:
+    """``task`` over the items on threads here or on the client; results in item order.
+
+    With ``resources``, tasks ask for a ``GPU`` when the client's workers advertise one.
+    """
     client = execution.current_client(client)
     in_flight = None if client is None else 2 * (sum(client.nthreads().values()) or 1)
     done: list = [None] * len(items)
-    with execution.blas_threads(1 if client is None else None):
+    gpu = backends.gpu_resources(client) if resources else None
+    annotate = dask.annotate(resources=gpu) if gpu else contextlib.nullcontext()
+    with execution.blas_threads(1 if client is None else None), annotate:
         for index, result in execution.map_unordered(task, items, args=args, client=client, in_flight=in_flight):
             done[index] = result
             advance()
@@ -332,10 +352,11 @@ def _predictions(
 
 
 def _shuffle(results, responses, features, predictions, is_test, perms, statistic, voxel_chunk, block, fwer, client,
-             advance) -> list:  # noqa: ANN001
+             advance, backend) -> list:  # noqa: ANN001
     pred = _predictions(results, responses, features, predictions, is_test)
     items = _StackedBlocks([_rows(pred), _rows(responses, np.flatnonzero(is_test))], voxel_chunk)
-    done = _run(_shuffle_task, items, (perms, pred.sizes["model"], statistic, block, fwer), client, advance)
+    done = _run(_shuffle_task, items, (perms, pred.sizes["model"], statistic, block, fwer, backend), client, advance,
+                resources=backend.name != "numpy")
     return [(slice(None), cols, result) for cols, result in zip(items.voxels, done)]
 
 
@@ -389,6 +410,8 @@ def permutation_test(
     permutation_block: int | None = None,
     client=None,
     progress: bool = False,
+    backend: str = "numpy",
+    device: str = "auto",
 ) -> xr.Dataset:
     """Voxelwise permutation p-values of encoding scores, with Benjamini–Hochberg FDR per model.
 
@@ -428,6 +451,12 @@ def permutation_test(
         Where to compute; default the current client, else the threaded scheduler.
     progress : bool
         Show a progress bar.
+    backend : {"numpy", "torch", "auto"}
+        Array backend of the shuffle-test kernel (same sums in the same order: equal p-values);
+        ``"auto"``: torch on CUDA where the task runs and sees a GPU, else numpy. The refit
+        null runs in numpy.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        Torch device.
 
     Returns
     -------
@@ -435,7 +464,7 @@ def permutation_test(
         ``p``, ``q`` (BH-adjusted), ``significant`` (model, voxel), ``observed`` (model, voxel); with
         ``fwer``: ``null_max (model, permutation)``, ``threshold_fwer (model)`` (the (1−q) quantile
         of the max null), ``p_fwer`` and ``significant_fwer (model, voxel)``. Voxel coords are
-        copied from ``responses``.
+        copied from ``responses``; attrs ``backend`` and ``device`` as requested.
 
     Examples
     --------
@@ -450,6 +479,10 @@ def permutation_test(
         raise ValueError(
             f"The 'n_permutations' parameter of permutation_test must be an int ≥ 1. Got {n_permutations!r} instead."
         )
+    request = backends.check_backend(backend, device, function="permutation_test")
+    if method == "refit" and request.name == "torch":
+        raise ValueError("permutation_test: backend='torch' runs method='shuffle-test'; pass backend='numpy' (or "
+                         "'auto') for method='refit'.")
     responses = validate_responses(responses)
     is_test = _test_split(results, responses)
     models = results["model"].values
@@ -465,13 +498,21 @@ def permutation_test(
     n_tasks = -(-responses.sizes["voxel"] // voxel_chunk) * (1 if method == "shuffle-test" else len(models))
     with execution.progress(f"permutations ({method})", n_tasks, enabled=progress) as advance:
         if method == "shuffle-test":
-            parts = _shuffle(results, responses, features, predictions, is_test, *common, advance)
+            parts = _shuffle(results, responses, features, predictions, is_test, *common, advance, request)
         else:
             parts = _refit(results, responses, features, is_test, *common, advance)
     shape = (len(models), responses.sizes["voxel"])
     observed, exceed, null_max = _assemble(parts, shape, n_permutations, fwer)
     return _dataset(observed, exceed, null_max, models, responses, n_permutations, q, fwer,
-                    {"method": method, "statistic": statistic, "seed": int(seed)})
+                    {"method": method, "statistic": statistic, "seed": int(seed),
+                     **_backend_attrs(request if method == "shuffle-test" else backends.Backend(), client)})
+
+
+def _backend_attrs(request: backends.Backend, client: Any) -> dict[str, str]:
+    """``backend`` and ``device``: resolved here without a client, as requested on one (each task resolves)."""
+    if request.name == "numpy" or execution.current_client(client) is None:
+        return {key: value for key, value in request.attrs.items() if key != "allow_tf32"}
+    return {"backend": request.name, "device": request.device}
 
 
 def _dataset(observed: np.ndarray, exceed: np.ndarray, null_max: np.ndarray | None, models: np.ndarray,

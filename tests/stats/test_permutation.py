@@ -253,3 +253,75 @@ def test_joint_model_spaces_drive_the_refit(small_fit):
     assert nt.encoding.model_spaces(fit) == {"normal+class_object": ("normal", "class_object")}
     refit = permutation_test(fit, responses, features, method="refit", n_permutations=9, seed=0)
     np.testing.assert_allclose(refit.observed, fit.r, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# the torch backend (CPU torch here)
+
+
+def test_torch_cross_products_equal_numpy_bit_for_bit():
+    pytest.importorskip("torch")
+    from neurotask.stats.permutation_torch import shuffle_counts
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 30, 300)).astype(np.float32)
+    b = rng.standard_normal((30, 300)).astype(np.float32)
+    perms = _permutations(30, 9, seed=1)
+    observed, exceed, maxima = shuffle_counts(perms, a, b, np.zeros((2, 300), np.float32), "r", 4, True, "cpu")
+    cross = _cross_products(perms, a, b)  # the numpy kernel: the same sums in the same order
+    naive = _cross_products(np.arange(30)[None], a, b)[0]
+    np.testing.assert_array_equal(observed, naive)
+    np.testing.assert_array_equal(exceed, (cross >= naive[None]).sum(axis=0))
+    np.testing.assert_array_equal(maxima, cross.max(axis=2))
+
+
+@pytest.mark.parametrize("statistic", ["r", "r2"])
+def test_torch_p_values_equal_numpy_and_brute_force(small_fit, statistic):
+    pytest.importorskip("torch")
+    _, responses, results, prediction, _ = small_fit
+    base = permutation_test(results, responses, predictions=prediction, n_permutations=99, seed=2,
+                            statistic=statistic, fwer=True)
+    runs = [permutation_test(results, responses, predictions=prediction, n_permutations=99, seed=2,
+                             statistic=statistic, fwer=True, backend="torch", device="cpu", voxel_chunk=chunk,
+                             permutation_block=block) for chunk, block in [(None, None), (7, 5)]]
+    # acceptance: within 1/(n_permutations + 1); the kernel sums in numpy's order, so they are equal
+    for other in runs:
+        assert other.attrs["backend"] == "torch" and other.attrs["device"] == "cpu"
+        assert np.nanmax(np.abs(other.p.values - base.p.values)) <= 1 / 100
+        np.testing.assert_array_equal(other.p.values, base.p.values)
+        np.testing.assert_array_equal(other.null_max.values, base.null_max.values)
+    xr.testing.assert_identical(runs[0].drop_attrs(), runs[1].drop_attrs())
+    # and against the per-voxel loop, on the first model
+    test = results.is_test.values
+    perms = _permutations(int(test.sum()), 99, seed=2)
+    brute = _brute_force_p(prediction.values[0], responses.values[test], perms, statistic)
+    np.testing.assert_allclose(runs[0].p.values[0], brute, atol=1 / 100)
+
+
+def test_torch_backend_errors(small_fit):
+    _, responses, results, prediction, _ = small_fit
+    with pytest.raises(ValueError, match="'backend' parameter of permutation_test"):
+        permutation_test(results, responses, predictions=prediction, backend="cupy")
+    with pytest.raises(ValueError, match="method='refit'"):
+        permutation_test(results, responses, predictions=prediction, method="refit", backend="torch")
+
+
+@pytest.mark.cluster
+def test_torch_tasks_ask_for_the_gpu_worker(small_fit):
+    pytest.importorskip("torch")
+    from distributed import Client, Scheduler, SpecCluster, Worker, get_task_stream
+
+    _, responses, results, prediction, _ = small_fit
+    local = permutation_test(results, responses, predictions=prediction, n_permutations=30, seed=3)
+    workers = {"cpu": {"cls": Worker, "options": {"nthreads": 1}},
+               "gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}}}
+    with SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(2)
+        gpu = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"].get("GPU"))
+        with get_task_stream(client) as stream:
+            remote = permutation_test(results, responses, predictions=prediction, n_permutations=30, seed=3,
+                                      client=client, voxel_chunk=16, backend="torch", device="cpu")
+        ran = [task["worker"] for task in stream.data if "_shuffle_task" in str(task["key"])]
+    assert len(ran) == -(-responses.sizes["voxel"] // 16) and set(ran) == {gpu}
+    np.testing.assert_array_equal(remote.p.values, local.p.values)

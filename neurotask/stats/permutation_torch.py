@@ -1,0 +1,90 @@
+"""The shuffle-test permutation kernel of :mod:`neurotask.stats.permutation` on a torch device.
+
+The same arithmetic as the numpy kernel, in the same order: per permutation block, the cross
+products ``c[p, m, v] = Σ_t a[m, t, v] · b[π_p(t), v]`` are accumulated trial by trial
+(``c += b[π(t)] · a[t]``, one float32 multiply and one add per trial, never fused or reordered),
+so a voxel's null values depend neither on the chunking nor on the voxel batch, and equal the
+numpy kernel's (which sums rows in trial order too). Exceedance counts and the per-permutation
+maxima are reduced on the device; voxel batches are sized to the device's free memory
+(:func:`neurotask.backend.voxel_batch`). Torch is imported by the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurotask import backend as backends
+
+__all__ = ["shuffle_counts"]
+
+
+def _cross_products(perms: Any, a: Any, b: Any) -> Any:
+    """``(permutation, model, voxel)`` cross products, summed over trials in trial order."""
+    import torch
+
+    out = torch.zeros((perms.shape[0], a.shape[0], a.shape[2]), dtype=torch.float32, device=a.device)
+    for t in range(perms.shape[1]):
+        out += b[perms[:, t]][:, None, :] * a[None, :, t, :]
+    return out
+
+
+def _null(perms: Any, a: Any, b: Any, offset: Any, statistic: str) -> Any:
+    cross = _cross_products(perms, a, b)
+    return cross if statistic == "r" else 2 * cross + offset[None]
+
+
+def shuffle_counts(
+    perms: np.ndarray, a: np.ndarray, b: np.ndarray, offset: np.ndarray, statistic: str, block: int, fwer: bool,
+    device: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Observed statistic, exceedance counts and (with ``fwer``) per-permutation maxima, on ``device``.
+
+    Parameters
+    ----------
+    perms : ndarray of shape (permutation, trial), int
+    a : ndarray of shape (model, trial, voxel), float32
+    b : ndarray of shape (trial, voxel), float32
+    offset : ndarray of shape (model, voxel), float32
+        As prepared by the numpy path (statistic = scale · cross + offset).
+    statistic : {"r", "r2"}
+    block : int
+        Permutations per step.
+    fwer : bool
+        Also return the max over voxels per (permutation, model).
+    device : str
+        A resolved torch device.
+
+    Returns
+    -------
+    observed : ndarray of shape (model, voxel), float32
+    exceed : ndarray of shape (model, voxel), int64
+    maxima : ndarray of shape (permutation, model), float32, or None
+    """
+    import torch
+
+    n_models, n_trials, n_voxels = a.shape
+    per_voxel = 4 * (3 * block * n_models + (n_models + 1) * n_trials + 4 * n_models)
+    batch = backends.voxel_batch(n_voxels, per_voxel, device)
+    perms_t = torch.as_tensor(perms, device=device)
+    identity = torch.arange(n_trials, device=device)[None]
+    observed = np.empty((n_models, n_voxels), dtype=np.float32)
+    exceed = np.empty((n_models, n_voxels), dtype=np.int64)
+    maxima = torch.full((perms.shape[0], n_models), -np.inf, device=device) if fwer else None
+    for start in range(0, n_voxels, batch):
+        cols = slice(start, min(start + batch, n_voxels))
+        a_t = torch.as_tensor(np.ascontiguousarray(a[:, :, cols]), device=device)
+        b_t = torch.as_tensor(np.ascontiguousarray(b[:, cols]), device=device)
+        offset_t = torch.as_tensor(np.ascontiguousarray(offset[:, cols]), device=device)
+        seen = _null(identity, a_t, b_t, offset_t, statistic)[0]
+        count = torch.zeros(seen.shape, dtype=torch.int64, device=device)
+        for p0 in range(0, perms.shape[0], block):
+            null = _null(perms_t[p0:p0 + block], a_t, b_t, offset_t, statistic)
+            count += (null >= seen[None]).sum(dim=0)
+            if maxima is not None:  # NaN voxels ignored, as numpy's fmax
+                top = torch.where(torch.isnan(null), torch.full_like(null, -np.inf), null).amax(dim=2)
+                maxima[p0:p0 + block] = torch.maximum(maxima[p0:p0 + block], top)
+        observed[:, cols] = seen.cpu().numpy()
+        exceed[:, cols] = count.cpu().numpy()
+    return observed, exceed, None if maxima is None else maxima.cpu().numpy()
