@@ -108,3 +108,8 @@ def test_describe_follows_the_cause_and_our_own_validation_errors():
         assert describe(error) == str(error)  # a neurotask validation message, shown as is
     else:
         raise AssertionError("model_similarity accepted a string")
+
+
+def test_run_refuses_an_unknown_step(tmp_path):
+    result = runner.invoke(app, ["run", str(tmp_path / "analysis.toml"), "--step", "encoding"])
+    assert result.exit_code == 2 and "unknown steps ['encoding']" in _plain(result.output)

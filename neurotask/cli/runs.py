@@ -13,7 +13,7 @@ from rich.table import Table
 from neurotask.cli._app import ClusterOption, SchedulerOption, WorkersOption, command
 from neurotask.cli._errors import fail, writing_to
 from neurotask.demo import DEMO_SESSIONS, demo as run_demo
-from neurotask.pipeline import RunSummary, load_config, open_outputs, reference, run
+from neurotask.pipeline import STEPS, RunSummary, load_config, open_outputs, reference, run
 from neurotask.report import write as write_report
 
 __all__ = ["config_reference", "demo", "report", "run_config"]
@@ -74,6 +74,9 @@ def run_config(
     cluster: ClusterOption = "local",
     workers: WorkersOption = None,
 ) -> None:
+    unknown = [s for s in steps or [] if s not in STEPS]
+    if unknown:
+        raise typer.BadParameter(f"unknown steps {unknown}; expected some of {list(STEPS)}", param_hint="--step")
     cfg = load_config(config)
     cfg.setdefault("cluster", {}).update(_cluster(scheduler, cluster, workers))
     with writing_to(cfg.get("out")):
