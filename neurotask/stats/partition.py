@@ -210,6 +210,8 @@ def variance_partition(
     alphas: Sequence[float] | None = None,
     cv: int | None = None,
     client=None,
+    backend: str = "numpy",
+    device: str = "auto",
     **fit_kwargs,
 ) -> xr.Dataset:
     """Unique and shared variance and transfer for pairs of feature spaces, per voxel and summarized.
@@ -247,6 +249,11 @@ def variance_partition(
         (5, or leave-one-group-out with fewer training groups).
     client : distributed.Client, optional
         Passed to the fits.
+    backend : {"numpy", "torch", "auto"}
+        Array backend of the ridge fits (:func:`neurotask.encoding.fit`); the banded search
+        runs in himalaya's numpy backend.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        Torch device of the fits.
     **fit_kwargs
         Further arguments of :func:`neurotask.encoding.fit` (``test_sessions``, ``repeats``…).
 
@@ -258,7 +265,8 @@ def variance_partition(
         over the voxels of the summary rule (attr ``summary_rule``; the ratio means are ratios of
         the means, so the identities also hold for the means); ``n_voxels_summary``,
         ``n_voxels_transfer_a_to_b``, ``n_voxels_transfer_b_to_a`` (pair). Voxelwise ratios are NaN
-        where the denominator is ≤ 0. Lazy when the fits are.
+        where the denominator is ≤ 0. Lazy when the fits are. Attrs ``backend`` and
+        ``device`` of the joint fits.
 
     Examples
     --------
@@ -269,15 +277,18 @@ def variance_partition(
     responses = validate_responses(responses)
     pairs = _resolve_pairs(pairs, [str(m) for m in features["model"].values])
     needed = list(dict.fromkeys(m for pair in pairs for m in pair))
-    fit_kwargs = {"alphas": alphas, "cv": cv, "client": client, **_split_kwargs(results, fit_kwargs)}
+    fit_kwargs = {"alphas": alphas, "cv": cv, "client": client, "backend": backend, "device": device,
+                  **_split_kwargs(results, fit_kwargs)}
     if results is not None and set(needed) <= {str(m) for m in results["model"].values}:
         singles = results
     else:
         singles = encoding.fit(features, responses, needed, standardize=standardize, **fit_kwargs)
+    on = {"backend": "numpy", "device": "cpu"}
     if banded:
         r2_joint = _banded_fits(features, responses, pairs, singles, alphas)
     else:
-        r2_joint = encoding.fit(features, responses, pairs, predictions=False, **fit_kwargs)["r2"]
+        joint = encoding.fit(features, responses, pairs, predictions=False, **fit_kwargs)
+        r2_joint, on = joint["r2"], {key: joint.attrs.get(key, value) for key, value in on.items()}
     out = _per_voxel(singles["r2"], r2_joint, pairs, responses)
     rule = _summaries(out, permutation, pairs)
     if ceiling is not None:
@@ -285,7 +296,7 @@ def variance_partition(
             out[f"{name}_normalized"] = ceiling_normalized(out[name], ceiling.drop_vars(list(ceiling.coords)))
     split = {k: singles.attrs[k] for k in _SPLIT_ATTRS if k in singles.attrs}
     out.attrs = {"method": "banded ridge" if banded else "ridge", "definitions": "DESIGN §3 variance partitioning",
-                 "summary_rule": rule, **split}
+                 "summary_rule": rule, **split, **on}
     return out
 
 

@@ -143,3 +143,17 @@ def test_plain_arrays_and_a_last_session_held_out_of_five(responses_factory):
         assert np.isfinite(out.transfer_a_to_b_mean.values).all()
     assert float(vp.r2_a.isel(voxel=slice(0, 30)).mean()) > 0.2
     assert vp.attrs["cv_folds"] == 4 and vp.attrs["cv_rule"].startswith("leave-one-session-out")
+
+
+def test_torch_backend_agrees_with_numpy(spaces, encoding_fit):
+    pytest.importorskip("torch")
+    features, responses = spaces
+    pairs = [("normal", "class_object")]
+    base = variance_partition(features, responses, pairs, cv=3, progress=False)
+    other = variance_partition(features, responses, pairs, cv=3, progress=False, backend="torch", device="cpu")
+    assert other.attrs["backend"] == "torch" and other.attrs["device"] == "cpu"
+    assert base.attrs["backend"] == "numpy"
+    # R² within 1e-4 (the bound; measured: 2e-7 here, no alpha flips)
+    for name in ("r2_a", "r2_b", "r2_ab", "unique_a", "shared"):
+        np.testing.assert_allclose(other[name].values, base[name].values, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(other.unique_a + other.shared, other.r2_a, atol=1e-12)
