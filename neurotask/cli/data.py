@@ -89,13 +89,16 @@ def ingest(
         bool, typer.Option("--resample-mask", help="Resample a mask on another grid to the betas' grid.")
     ] = False,
     tr: Annotated[str, typer.Option("--tr", help="TRs after onset (releases 1, bids): '3,4', '34' or '3'.")] = "3,4",
+    preprocessed: Annotated[
+        bool, typer.Option("--preprocessed/--raw", help="BIDS: fmriprep's T1w runs when present, or the raw runs.")
+    ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store written with other options.")] = False,
 ) -> None:
     """Ingest one BOLD5000 subject into a (trial x voxel) responses store, streaming and resumable."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     resp = load_bold5000(
         root, subject, release, store=out, mask=mask, normalize=normalize, betas=betas, tr=_trs(tr),
-        resample_mask=resample_mask, overwrite=overwrite,
+        resample_mask=resample_mask, preprocessed=preprocessed, overwrite=overwrite,
     )
     dropped = json.loads(resp.attrs["dropped_voxels"])
     typer.echo(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmri_trees import write_release2
+from fmri_trees import write_bids, write_release2
 from typer.testing import CliRunner
 
 import neurotask as nt
@@ -41,3 +41,14 @@ def test_ingest_command_reports_bad_options(tmp_path):
     tree = write_release2(tmp_path / "t")
     result = CliRunner().invoke(app, ["ingest", str(tree.root), "--out", str(tmp_path / "x.zarr"), "--betas", "TYPEQ"])
     assert result.exit_code == 2 and "unknown betas" in result.output
+
+
+def test_ingest_command_reads_fmriprep_by_default_and_raw_on_request(tmp_path):
+    write_bids(tmp_path / "t", fmriprep="1.x")
+    for flag, expected in (([], "fmriprep-T1w"), (["--raw", "--mask", "finite"], "raw")):
+        out = tmp_path / f"{expected}.zarr"
+        result = CliRunner().invoke(
+            app, ["ingest", str(tmp_path / "t"), "--subject", "CSI3", "--release", "bids", "--out", str(out), *flag]
+        )
+        assert result.exit_code == 0, result.output
+        assert nt.open_responses(out).attrs["bids_runs"] == expected
