@@ -12,7 +12,13 @@ session each), N_test = 1000 trials (a sixth session), 2048 features, V voxels (
                            the same folds (``PredefinedSplit``) and ``score_func=r2_score``;
 * ``sklearn``            — ``RidgeCV(alpha_per_target=True)``: scikit-learn only supports
                            per-target alphas with its efficient leave-one-out CV (``cv=None``), so
-                           it does not use the session folds.
+                           it does not use the session folds;
+* ``neurotask-torch``    — ``nt.encoding.fit(backend="torch", device=--device)`` in one process;
+* ``himalaya-torch_cuda``— himalaya's ``torch_cuda`` backend (its ``torch`` backend when
+                           ``--device cpu``, for a dry run).
+
+The last two are not in the default set (they are the GPU check's, ``--methods
+neurotask-torch,himalaya-torch_cuda --device cuda``).
 
 Each method runs in its own subprocess (clean peak memory: ``ru_maxrss`` minus the RSS after the
 data are loaded), ``--repeats`` times; the best wall time is kept. The float32 GEMM roofline is
@@ -23,7 +29,7 @@ compared on the same useful work (for ``neurotask-gcv``: the GCV path's own GEMM
 Usage::
 
     flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_ridge.py [--voxels 20000] [--repeats 2]
-        [--methods neurotask,himalaya-numpy,...] [--baseline-voxels 8192]
+        [--methods neurotask,himalaya-numpy,...] [--baseline-voxels 8192] [--device cuda] [--json out.json]
 
 ``--baseline-voxels`` runs the (slower) reference libraries on fewer voxels and scales their
 times linearly to ``--voxels`` (their cost is linear in voxels once the per-fold decompositions
@@ -49,6 +55,8 @@ N_TRAIN, N_TEST, N_FEATURES, N_FOLDS = 4000, 1000, 2048, 5
 ALPHAS = np.logspace(-1, 5, 10)
 REFERENCES = ("himalaya-numpy", "himalaya-torch", "sklearn")
 METHODS = ("neurotask", "neurotask-cluster", "neurotask-gcv", *REFERENCES)
+#: Selectable with --methods (the GPU check's), not run by default.
+DEVICE_METHODS = ("neurotask-torch", "himalaya-torch_cuda")
 
 
 def _rss_mb() -> float:
@@ -103,11 +111,31 @@ def measure_sgemm(repeats: int = 5) -> float:
     return 2 * 4096 * 2048 * 4096 / best / 1e9
 
 
+def _device_sgemm(device: str, repeats: int = 5) -> float:
+    """Best float32 GEMM throughput (GFLOP/s, TF32 off) of the same product on a torch device."""
+    import torch
+
+    a = torch.randn(4096, 2048, device=device)
+    b = torch.randn(2048, 4096, device=device)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        (a @ b).sum().item()  # .item() waits for the device
+        best = min(best, time.perf_counter() - start)
+    return 2 * 4096 * 2048 * 4096 / best / 1e9
+
+
 # --------------------------------------------------------------------------------------------
 # one method, in a subprocess
 
 
-def _run_method(method: str, store: Path, n_voxels: int) -> dict:
+def _himalaya_backend(method: str, device: str) -> str:
+    if method == "himalaya-torch_cuda":
+        return "torch_cuda" if device.startswith("cuda") else "torch"
+    return "torch" if method == "himalaya-torch" else "numpy"
+
+
+def _run_method(method: str, store: Path, n_voxels: int, device: str = "cpu") -> dict:
     import xarray as xr
 
     from neurotask.stores import open_responses
@@ -121,6 +149,9 @@ def _run_method(method: str, store: Path, n_voxels: int) -> dict:
         features = xr.DataArray(x[None], dims=("model", "image", "feature"), name="features", coords={
             "model": ["m"], "image": responses.image.values, "source": ("image", ["scene"] * x.shape[0])})
         options = {"alphas": ALPHAS, "cv": "gcv" if method == "neurotask-gcv" else N_FOLDS, "progress": False}
+        if method == "neurotask-torch":
+            options.update(backend="torch", device=device)
+            result.update(device=device, device_sgemm_gflops=_device_sgemm(device))
         if method == "neurotask-cluster":
             from distributed import Client, LocalCluster
 
@@ -155,7 +186,8 @@ def _run_method(method: str, store: Path, n_voxels: int) -> dict:
             from himalaya.scoring import r2_score
             from sklearn.model_selection import PredefinedSplit
 
-            backend = set_backend("torch" if method == "himalaya-torch" else "numpy")
+            result["himalaya_backend"] = _himalaya_backend(method, device)
+            backend = set_backend(result["himalaya_backend"])
             xt, yt, xs = backend.asarray(x[train]), backend.asarray(y[train]), backend.asarray(x[test])
             model = RidgeCV(alphas=ALPHAS, cv=PredefinedSplit(folds), fit_intercept=True,
                             solver_params={"score_func": r2_score})
@@ -174,8 +206,9 @@ def _run_method(method: str, store: Path, n_voxels: int) -> dict:
     return result
 
 
-def _subprocess(method: str, store: Path, n_voxels: int) -> dict:
-    command = [sys.executable, __file__, "--worker", method, "--store", str(store), "--voxels", str(n_voxels)]
+def _subprocess(method: str, store: Path, n_voxels: int, device: str) -> dict:
+    command = [sys.executable, __file__, "--worker", method, "--store", str(store), "--voxels", str(n_voxels),
+               "--device", device]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode:
         return {"method": method, "voxels": n_voxels, "error": completed.stderr.strip().splitlines()[-1]}
@@ -213,7 +246,7 @@ def main(args: argparse.Namespace) -> None:
             for _ in range(args.repeats):
                 load = _load()
                 before = measure_sgemm()
-                run = _subprocess(method, store, n_voxels)
+                run = _subprocess(method, store, n_voxels, args.device)
                 # the GEMM roofline bracketing this run (contention changes it from run to run)
                 run.update(load_before=load, sgemm_gflops=(before + measure_sgemm()) / 2)
                 runs.append(run)
@@ -229,6 +262,8 @@ def main(args: argparse.Namespace) -> None:
             best["roofline_fraction"] = best["gflops"] / best["sgemm_gflops"]
             rows.append(best)
     _report(rows, args, flops)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"voxels": args.voxels, "device": args.device, "rows": rows}, indent=1))
 
 
 def _report(rows: list[dict], args: argparse.Namespace, flops: float) -> None:
@@ -255,6 +290,10 @@ def _report(rows: list[dict], args: argparse.Namespace, flops: float) -> None:
             if name in by:
                 print(f"  {name} / neurotask wall time: {by[name]['scaled_wall_s'] / ours:.2f}x")
         _project(by, args)
+    if "neurotask-torch" in by and "himalaya-torch_cuda" in by:
+        ratio = by["himalaya-torch_cuda"]["scaled_wall_s"] / by["neurotask-torch"]["scaled_wall_s"]
+        print(f"  himalaya {by['himalaya-torch_cuda']['himalaya_backend']} / neurotask-torch ({args.device}) wall "
+              f"time: {ratio:.2f}x (target on a GPU: >= 2x)")
 
 
 def _project(by: dict, args: argparse.Namespace) -> None:
@@ -279,11 +318,13 @@ if __name__ == "__main__":
     parser.add_argument("--voxels", type=int, default=20_000)
     parser.add_argument("--baseline-voxels", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--methods", default=None, help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--methods", default=None, help=f"comma-separated subset of {METHODS + DEVICE_METHODS}")
+    parser.add_argument("--device", default="cpu", help="torch device of neurotask-torch / himalaya-torch_cuda")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
-        print(json.dumps(_run_method(arguments.worker, Path(arguments.store), arguments.voxels)))
+        print(json.dumps(_run_method(arguments.worker, Path(arguments.store), arguments.voxels, arguments.device)))
     else:
         main(arguments)
