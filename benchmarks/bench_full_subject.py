@@ -16,8 +16,14 @@
    of the machine's cores), and a projection to 25 models (steps whose work grows with the models scaled
    by 25 / N, the others kept); written to ``benchmarks/out/full_subject.json`` (``--json``).
 
+``--extract`` instead runs extract → report: synthetic stimuli under BOLD5000's names and
+seeded random-weight encoders (the Taskonomy architectures, 2048 features each), extracted on
+``--device`` by ``neurotask run --step extract``; the subject is then planted on the extracted
+features and the whole run continues (its ``extract`` seconds are the extraction's).
+
 ``--backend``/``--device`` go into the ``[encode]``/``[permute]``/``[partition]`` sections when
-the pipeline's config has those keys (recorded in the JSON either way).
+the pipeline's config has those keys (recorded in the JSON either way); ``--device`` is also
+``[extract] device``.
 
 Usage (full size is long: run it under the shared benchmark lock, on a quiet machine)::
 
@@ -75,16 +81,49 @@ def generate(root: Path, models: list[str], n_voxels: int, sessions: int | None)
     return features_store, data
 
 
-def config(out: Path, models: list[str], features_store: Path, data: Path, args: argparse.Namespace) -> dict:
+def _run(config_path: Path, steps: list[str] = ()) -> None:
+    command = [sys.executable, "-c", "from neurotask.cli import app; app()", "run", str(config_path)]
+    subprocess.run([*command, *[a for s in steps for a in ("--step", s)]], cwd=HERE.parent, check=True)
+
+
+def extracted(root: Path, out: Path, models: list[str], n_voxels: int, sessions: int | None,
+              args: argparse.Namespace) -> tuple[dict, Path]:
+    """Stimuli and random-weight encoders; ``neurotask run --step extract``; the subject planted on its features."""
+    import tomli_w
+
+    from neurotask import stores
+    from neurotask.datasets import bold5000_trials, groundtruth_path, write_synthetic_bold5000, write_synthetic_stimuli
+    from neurotask.features.encoders import save_random_checkpoint
+    from neurotask.pipeline import outputs
+
+    stimuli, weights = root / "stimuli", root / "weights"
+    names = bold5000_trials("CSI1", n_sessions=sessions)["name"].unique().tolist()
+    write_synthetic_stimuli(stimuli, names=names, subject="CSI1")
+    for seed, model in enumerate(models):
+        save_random_checkpoint(model, weights, seed=seed)
+    extract = {"images": str(stimuli), "weights": str(weights), **({"device": args.device} if args.device else {})}
+    data = out / "bold5000"
+    cfg = config(out, models, extract, data, args)
+    (out / "bench.toml").write_text(tomli_w.dumps(cfg))
+    _run(out / "bench.toml", ["extract"])
+    if not groundtruth_path(data, "CSI1").exists():
+        write_synthetic_bold5000(data, stores.open_features(outputs(out)["features"]), "CSI1", n_sessions=sessions,
+                                 volume_shape=volume_shape(n_voxels), progress=True)
+    return cfg, out / "bench.toml"
+
+
+def config(out: Path, models: list[str], extract: dict, data: Path, args: argparse.Namespace) -> dict:
     """The run's config; backend/device only in the sections whose config has such keys."""
     from neurotask.pipeline import config as pipeline_config
 
     cfg = {
         "out": str(out), "subjects": ["CSI1"], "models": models, "title": "full-subject benchmark",
-        "extract": {"store": str(features_store)}, "ingest": {"root": str(data)},
+        "extract": extract, "ingest": {"root": str(data)},
         "permute": {"n_permutations": args.permutations}, "partition": {"pairs": [models[:2]]},
         "cluster": {"workers": args.workers} if args.workers else {},
     }
+    if args.factor_memory:  # bytes of ridge factors held at once: all models in one group reads each chunk once
+        cfg["encode"] = {"factor_memory": args.factor_memory}
     sections = {"encode": pipeline_config.Encode, "permute": pipeline_config.Permute,
                 "partition": pipeline_config.Partition}
     for section, cls in sections.items():
@@ -180,15 +219,18 @@ def main(args: argparse.Namespace) -> dict:
     models = list(TASKS[: args.models])
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    features_store, data = generate(root, models, args.voxels, args.sessions)
-    generate_seconds = time.perf_counter() - start
-    out = root / f"run-{len(models)}m-{args.voxels}v-{args.sessions or 'all'}s"
+    out = root / f"run-{'extract-' if args.extract else ''}{len(models)}m-{args.voxels}v-{args.sessions or 'all'}s"
     out.mkdir(exist_ok=True)
     (out / "pipeline.json").unlink(missing_ok=True)  # every step runs again
-    cfg = config(out, models, features_store, data, args)
-    config_path = out / "bench.toml"
-    config_path.write_text(tomli_w.dumps(cfg))
+    start = time.perf_counter()
+    if args.extract:  # the extract step runs here; the run below finds it done
+        cfg, config_path = extracted(root, out, models, args.voxels, args.sessions, args)
+    else:
+        features_store, data = generate(root, models, args.voxels, args.sessions)
+        cfg = config(out, models, {"store": str(features_store)}, data, args)
+        config_path = out / "bench.toml"
+        config_path.write_text(tomli_w.dumps(cfg))
+    generate_seconds = time.perf_counter() - start
     command = [sys.executable, "-c", "from neurotask.cli import app; app()", "run", str(config_path)]
     child = subprocess.Popen(command, cwd=HERE.parent)
     sampler = Sampler(child.pid, out / "pipeline.json")
@@ -204,7 +246,8 @@ def main(args: argparse.Namespace) -> dict:
         "models": models, "n_features": N_FEATURES, "sessions": args.sessions or "all",
         "voxels_requested": args.voxels, "volume_shape": list(volume_shape(args.voxels)),
         "permutations": args.permutations, "pairs": cfg["partition"]["pairs"], "workers": args.workers or "default",
-        "backend": args.backend, "device": args.device, "cpu_count": cores,
+        "backend": args.backend, "device": args.device, "cpu_count": cores, "extract_from_images": args.extract,
+        "backend_in_config_sections": [s for s in ("encode", "permute", "partition") if "backend" in cfg.get(s, {})],
         "generate_seconds": round(generate_seconds, 1), "ledger": ledger,
         **summarize(sampler.samples, ledger, len(models), cores),
     }
@@ -235,6 +278,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=0, help="LocalCluster workers (default: the pipeline's)")
     parser.add_argument("--backend", default="", help="ridge/permutation backend, when the config has the key")
     parser.add_argument("--device", default="", help="torch device, when the config has the key")
+    parser.add_argument("--factor-memory", type=int, default=0, help="[encode] factor_memory in bytes")
+    parser.add_argument("--extract", action="store_true", help="extract → report from synthetic stimuli")
     parser.add_argument("--root", default=str(HERE / "out" / "full_subject"), help="data and run folder (kept)")
     parser.add_argument("--json", default=str(HERE / "out" / "full_subject.json"))
     main(parser.parse_args())

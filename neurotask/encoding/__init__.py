@@ -6,7 +6,8 @@ scores per model (and ROI); ``model_spaces`` names the feature spaces of each fi
 Modules: :mod:`~neurotask.encoding.fit` (API, results), :mod:`~neurotask.encoding.design`
 (features → aligned, standardized designs), :mod:`~neurotask.encoding.split` (test set, folds),
 :mod:`~neurotask.encoding.executor` (threads or a Dask client), :mod:`~neurotask.encoding.predict`,
-:mod:`~neurotask.encoding.scoring`, and the numpy kernels of :mod:`~neurotask.encoding.ridge`.
+:mod:`~neurotask.encoding.scoring`, the numpy kernels of :mod:`~neurotask.encoding.ridge` and
+their torch versions in :mod:`~neurotask.encoding.ridge_torch` (``backend="torch"``, CPU or CUDA).
 """
 
 from neurotask.encoding.design import model_spaces

@@ -94,12 +94,11 @@ class FitPlan:
 def _factors(design: np.ndarray, split: Split, alphas: np.ndarray, standardize: bool, solver: str,
              backend: backends.Backend) -> ridge.RidgeFactors:
     name, device = backends.resolve(backend)
-    make = ridge.make_ridge_factors
+    args = (design[split.train_index], design[split.test_index], split.bounds)
+    options = {"alphas": alphas, "standardize": standardize, "folds": solver == "kfold"}
     if name == "torch":
-        def make(*args: Any, **kwargs: Any) -> ridge.RidgeFactors:
-            return ridge_torch.make_ridge_factors(*args, device=device, **kwargs)
-    return make(design[split.train_index], design[split.test_index], split.bounds, alphas=alphas,
-                standardize=standardize, folds=solver == "kfold")
+        return ridge_torch.make_ridge_factors(*args, device=device, **options)
+    return ridge.make_ridge_factors(*args, **options)
 
 
 def model_groups(sizes: list[int], budget: int) -> list[list[int]]:
