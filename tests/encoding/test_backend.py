@@ -197,3 +197,16 @@ def test_torch_tasks_run_on_the_gpu_worker(planted, torch_fit) -> None:
     assert len(torch_tasks) >= 3 + 5 and set(torch_tasks) == {gpu}  # 3 factor tasks, 5 chunks of 40 voxels
     assert other.attrs["backend"] == "torch" and other.attrs["device"] == "cpu"
     _agree(other, torch_fit)
+
+
+def test_allow_tf32_is_recorded_and_restored(planted) -> None:
+    torch = pytest.importorskip("torch")
+    features, responses, _, _ = planted
+    before = torch.backends.cuda.matmul.allow_tf32
+    results = fit(features, responses, ["autoencoding"], cv="gcv", progress=False, backend="torch", device="cpu",
+                  allow_tf32=True)
+    assert bool(results.attrs["allow_tf32"]) is True
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    with backends.tf32(not before):
+        assert torch.backends.cuda.matmul.allow_tf32 == (not before)
+    assert torch.backends.cuda.matmul.allow_tf32 == before
