@@ -32,10 +32,10 @@ Orchestration: one task per (models × voxel chunk), running every permutation b
 turn, through :func:`neurotask.execution.map_unordered` (threads here, or the Dask client);
 counts are reduced inside the tasks, so memory is bounded by one null block per task.
 
-``backend="torch"`` runs the shuffle-test kernel on a torch device
-(:mod:`neurotask.stats.permutation_torch`): the same products summed in the same trial order,
-so its p-values equal the numpy kernel's; on a client whose workers advertise a ``GPU``
-resource, its tasks ask for one.
+``backend="torch"`` runs the kernels on a torch device (:mod:`neurotask.stats.permutation_torch`):
+the shuffle-test products summed in the same trial order, so its p-values equal the numpy
+kernel's; the refit GEMMs on the device. On a client whose workers advertise a ``GPU``
+resource, the tasks ask for one.
 """
 
 from __future__ import annotations
@@ -245,12 +245,15 @@ def _shuffle_task(item: Any, perms: np.ndarray, n_models: int, statistic: str, b
 
 
 def _refit_task(item: Any, perms: np.ndarray, hats: np.ndarray, alphas: np.ndarray, statistic: str, block: int,
-                fwer: bool) -> tuple:
+                fwer: bool, backend: backends.Backend = backends.Backend()) -> tuple:
     """Item rows: the training responses, the test responses, then the voxels' chosen alphas."""
     stacked = _materialize(item)
     n_train = perms.shape[1]
     alpha_index = np.searchsorted(alphas, stacked[-1])
     y_train, y_test = stacked[:n_train], stacked[n_train:-1]
+    name, device = backends.resolve(backend)  # where the task runs
+    if name == "torch":
+        return permutation_torch.refit_counts(perms, hats, alpha_index, y_train, y_test, statistic, fwer, device)
     return _over_blocks(lambda p: _refit_null(p, hats, alpha_index, y_train, y_test, statistic), n_train, perms,
                         block, fwer)
 
@@ -361,7 +364,7 @@ def _shuffle(results, responses, features, predictions, is_test, perms, statisti
 
 
 def _refit(results, responses, features, is_test, perms, statistic, voxel_chunk, block, fwer, client,
-           advance) -> list:  # noqa: ANN001
+           advance, backend) -> list:  # noqa: ANN001
     if features is None:
         raise ValueError("method='refit' needs features=... (model, image, feature): the refit uses the design.")
     features = validate_features(features)
@@ -376,7 +379,8 @@ def _refit(results, responses, features, is_test, perms, statistic, voxel_chunk,
         hats = _hat_matrices(design[train], design[test], alphas.astype(np.float64),
                              standardize or len(spaces[model]) > 1)
         items = _StackedBlocks([_rows(responses, train), _rows(responses, test), alpha.data[None]], voxel_chunk)
-        done = _run(_refit_task, items, (perms, hats, alphas, statistic, block, fwer), client, advance)
+        done = _run(_refit_task, items, (perms, hats, alphas, statistic, block, fwer, backend), client, advance,
+                    resources=backend.name != "numpy")
         out += [(slice(m, m + 1), cols, result) for cols, result in zip(items.voxels, done)]
     return out
 
@@ -452,9 +456,9 @@ def permutation_test(
     progress : bool
         Show a progress bar.
     backend : {"numpy", "torch", "auto"}
-        Array backend of the shuffle-test kernel (same sums in the same order: equal p-values);
-        ``"auto"``: torch on CUDA where the task runs and sees a GPU, else numpy. The refit
-        null runs in numpy.
+        Array backend of the kernels (shuffle-test: the same sums in the same order, equal
+        p-values; refit: GEMMs on the device); ``"auto"``: torch on CUDA where the task runs
+        and sees a GPU, else numpy.
     device : {"auto", "cpu", "cuda"} or "cuda:N"
         Torch device.
 
@@ -480,9 +484,6 @@ def permutation_test(
             f"The 'n_permutations' parameter of permutation_test must be an int ≥ 1. Got {n_permutations!r} instead."
         )
     request = backends.check_backend(backend, device, function="permutation_test")
-    if method == "refit" and request.name == "torch":
-        raise ValueError("permutation_test: backend='torch' runs method='shuffle-test'; pass backend='numpy' (or "
-                         "'auto') for method='refit'.")
     responses = validate_responses(responses)
     is_test = _test_split(results, responses)
     models = results["model"].values
@@ -500,12 +501,12 @@ def permutation_test(
         if method == "shuffle-test":
             parts = _shuffle(results, responses, features, predictions, is_test, *common, advance, request)
         else:
-            parts = _refit(results, responses, features, is_test, *common, advance)
+            parts = _refit(results, responses, features, is_test, *common, advance, request)
     shape = (len(models), responses.sizes["voxel"])
     observed, exceed, null_max = _assemble(parts, shape, n_permutations, fwer)
     return _dataset(observed, exceed, null_max, models, responses, n_permutations, q, fwer,
                     {"method": method, "statistic": statistic, "seed": int(seed),
-                     **_backend_attrs(request if method == "shuffle-test" else backends.Backend(), client)})
+                     **_backend_attrs(request, client)})
 
 
 def _backend_attrs(request: backends.Backend, client: Any) -> dict[str, str]:

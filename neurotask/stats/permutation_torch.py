@@ -6,7 +6,12 @@ products ``c[p, m, v] = Σ_t a[m, t, v] · b[π_p(t), v]`` are accumulated trial
 so a voxel's null values depend neither on the chunking nor on the voxel batch, and equal the
 numpy kernel's (which sums rows in trial order too). Exceedance counts and the per-permutation
 maxima are reduced on the device; voxel batches are sized to the device's free memory
-(:func:`neurotask.backend.voxel_batch`). Torch is imported by the functions.
+(:func:`neurotask.backend.voxel_batch`).
+
+The refit null (:func:`refit_counts`): per permutation, one row gather of the training
+responses and one float32 GEMM per distinct alpha (``H_α @ y_train[π]``), scored in float64 like
+the numpy kernel (its GEMMs round like any BLAS: p-values within float32 rounding of the
+numpy path's). Torch is imported by the functions.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from neurotask import backend as backends
 
-__all__ = ["shuffle_counts"]
+__all__ = ["refit_counts", "shuffle_counts"]
 
 
 def _cross_products(perms: Any, a: Any, b: Any) -> Any:
@@ -88,3 +93,72 @@ def shuffle_counts(
         observed[:, cols] = seen.cpu().numpy()
         exceed[:, cols] = count.cpu().numpy()
     return observed, exceed, None if maxima is None else maxima.cpu().numpy()
+
+
+def _score(y_test: Any, prediction: Any, statistic: str) -> Any:
+    """Test-set r or R² per voxel in float64 (as :mod:`neurotask.encoding.scoring`), NaN where undefined."""
+    import torch
+
+    if statistic == "r":
+        a = y_test - y_test.mean(dim=0)
+        b = prediction - prediction.mean(dim=0)
+        denominator = torch.sqrt((a * a).sum(dim=0) * (b * b).sum(dim=0))
+        return torch.where(denominator > 0, (a * b).sum(dim=0) / denominator, torch.full_like(denominator, np.nan))
+    centered = y_test - y_test.mean(dim=0)
+    ss_tot = (centered * centered).sum(dim=0)
+    residual = y_test - prediction
+    return torch.where(ss_tot > 0, 1.0 - (residual * residual).sum(dim=0) / ss_tot, torch.full_like(ss_tot, np.nan))
+
+
+def refit_counts(
+    perms: np.ndarray, hats: np.ndarray, alpha_index: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
+    statistic: str, fwer: bool, device: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Observed statistic, exceedance counts and maxima of the refit null for one model, on ``device``.
+
+    Parameters
+    ----------
+    perms : ndarray of shape (permutation, training trial), int
+    hats : ndarray of shape (alpha, test trial, training trial), float32
+        The ridge operators of the distinct alphas.
+    alpha_index : ndarray of shape (voxel,), int
+        Each voxel's alpha, as a row of ``hats``.
+    y_train, y_test : ndarray of shape (trial, voxel), float32
+    statistic : {"r", "r2"}
+    fwer : bool
+    device : str
+
+    Returns
+    -------
+    observed : ndarray of shape (1, voxel), float32
+    exceed : ndarray of shape (1, voxel), int64
+    maxima : ndarray of shape (permutation, 1), float32, or None
+    """
+    import torch
+
+    order = np.argsort(alpha_index, kind="stable")
+    bounds = np.searchsorted(alpha_index[order], np.arange(hats.shape[0] + 1))
+    hats_t = torch.as_tensor(hats, device=device)
+    train = torch.as_tensor(np.ascontiguousarray(y_train[:, order], dtype=np.float32), device=device)
+    test = torch.as_tensor(y_test[:, order], device=device).to(torch.float64)
+    train_mean = train.to(torch.float64).mean(dim=0)
+
+    def null(perm: Any) -> Any:
+        permuted = train[perm]
+        prediction = torch.empty((hats.shape[1], train.shape[1]), dtype=torch.float32, device=device)
+        for index in range(hats.shape[0]):
+            cols = slice(int(bounds[index]), int(bounds[index + 1]))
+            if cols.start < cols.stop:
+                prediction[:, cols] = hats_t[index] @ permuted[:, cols]
+        return _score(test, train_mean + prediction, statistic).to(torch.float32)
+
+    seen = null(torch.arange(perms.shape[1], device=device))
+    count = torch.zeros(seen.shape, dtype=torch.int64, device=device)
+    maxima = np.full((perms.shape[0], 1), -np.inf, dtype=np.float32) if fwer else None
+    for p, perm in enumerate(torch.as_tensor(perms, device=device)):
+        values = null(perm)
+        count += values >= seen
+        if maxima is not None and not torch.isnan(values).all():
+            maxima[p, 0] = float(values[~torch.isnan(values)].max())
+    inverse = np.argsort(order)
+    return (seen.cpu().numpy()[inverse][None], count.cpu().numpy()[inverse][None], maxima)
