@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from neurotask.backend import BACKENDS
 from neurotask.cluster import CLUSTERS, SLURM_OPTIONS
 from neurotask.encoding import SCORINGS
 from neurotask.encoding.split import REPEATS
@@ -144,6 +145,10 @@ class Encode:
     scoring: list[Literal[tuple(SCORINGS)]] = field(default_factory=lambda: list(SCORINGS), metadata=_help("test scores"))
     voxel_chunk: int = field(default=0, metadata=_help("voxels per task"))
     factor_memory: int = field(default=2 << 30, metadata=_help("bytes of ridge factors held at once"))
+    backend: Literal[tuple(BACKENDS)] = field(default="numpy", metadata=_help("array backend ('auto': torch on a GPU)"))
+    device: str = field(default="auto", metadata=_help("'auto', 'cpu', 'cuda' or 'cuda:N' (torch backend)"))
+    allow_tf32: bool = field(default=False, metadata=_help("TF32 GEMMs on CUDA (faster, ~1e-3 relative; recorded)"))
+    device_batch: int = field(default=0, metadata=_help("cap on voxel columns per device step (torch backend)"))
 
 
 @dataclass
@@ -156,6 +161,8 @@ class Permute:
     fwer: bool = field(default=False, metadata=_help("also the max-statistic FWER threshold"))
     voxel_chunk: int = field(default=0, metadata=_help("voxels per task"))
     permutation_block: int = field(default=0, metadata=_help("permutations per task"))
+    backend: Literal[tuple(BACKENDS)] = field(default="numpy", metadata=_help("array backend ('auto': torch on a GPU)"))
+    device: str = field(default="auto", metadata=_help("'auto', 'cpu', 'cuda' or 'cuda:N' (torch backend)"))
 
 
 @dataclass
@@ -163,6 +170,8 @@ class Partition:
     pairs: Union[list[Pair], Literal["all"]] = field(default_factory=list, metadata=_help("model pairs [[a, b], ...] or 'all'"))
     banded: bool = field(default=False, metadata=_help("a separate alpha per feature space"))
     standardize: bool = field(default=True, metadata=_help("standardize each space of the joint fit"))
+    backend: Literal[tuple(BACKENDS)] = field(default="numpy", metadata=_help("array backend ('auto': torch on a GPU)"))
+    device: str = field(default="auto", metadata=_help("'auto', 'cpu', 'cuda' or 'cuda:N' (torch backend)"))
 
 
 @dataclass

@@ -80,7 +80,7 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
         errors.append(f"encode.cv: expected an int >= 2 or 'gcv'; got {cv!r}")
     _positive(encode, "encode", ("alphas",), errors, each=True)
     _positive(cfg["permute"], "permute", ("n_permutations", "voxel_chunk", "permutation_block"), errors)
-    _positive(encode, "encode", ("voxel_chunk", "factor_memory"), errors)
+    _positive(encode, "encode", ("voxel_chunk", "factor_memory", "device_batch"), errors)
     _positive(extract, "extract", ("batch_size", "image_chunk"), errors)
     _positive(ingest, "ingest", ("trials_per_run", "voxel_chunk"), errors)
     _positive(cfg["cluster"], "cluster", ("workers", "threads_per_worker"), errors)
