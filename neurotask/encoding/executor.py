@@ -390,6 +390,7 @@ def run_cluster(client: Any, plan: FitPlan, responses: xr.DataArray, progress: b
             where = {future.key: sl for future, sl in zip(futures, slices)}
             for future, values in as_completed(futures, with_results=True):
                 outputs.put(group, where[future.key], values)
+                future.release()  # the workers drop this chunk's outputs now, not at the group's end
                 advance()
             del factors, tasks, futures  # release this group's factors on the workers
     return outputs
