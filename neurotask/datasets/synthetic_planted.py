@@ -306,6 +306,26 @@ def _driver_profiles(
     return x @ basis
 
 
+def _plant_arguments(
+    features: xr.DataArray, models: Sequence[str] | None, snr: float | tuple[float, float], signal_fraction: float,
+    volume_shape: Sequence[int] | None,
+) -> tuple[list[str], tuple[float, float], tuple[int, ...]]:
+    """Checked driver models, SNR range and volume shape of :func:`plant`."""
+    models = list(features.model.values if models is None else models)
+    unknown = [m for m in models if m not in set(features.model.values.tolist())]
+    if unknown:
+        raise ValueError(f"models {unknown} are not in features; expected some of {features.model.values.tolist()}")
+    lo, hi = (float(snr), float(snr)) if np.isscalar(snr) else (float(snr[0]), float(snr[1]))
+    if not 0 < lo <= hi:
+        raise ValueError(f"snr must be a positive float or a (low, high) range with 0 < low <= high; got {snr!r}")
+    if not 0 < signal_fraction < 1:
+        raise ValueError(f"signal_fraction must be in (0, 1); got {signal_fraction}")
+    shape = tuple(int(s) for s in (volume_shape or SMALL_VOLUME_SHAPE))
+    if len(shape) != 3 or min(shape) < 6:
+        raise ValueError(f"volume_shape must be 3 sizes >= 6, e.g. {SMALL_VOLUME_SHAPE}; got {volume_shape!r}")
+    return models, (lo, hi), shape
+
+
 def plant(
     features: xr.DataArray,
     subject: str = "CSI1",
@@ -325,18 +345,7 @@ def plant(
     """
     trials = bold5000_trials(subject, n_sessions=n_sessions, n_trials=n_trials)
     _check_features(features, trials, subject)
-    models = list(features.model.values if models is None else models)
-    unknown = [m for m in models if m not in set(features.model.values.tolist())]
-    if unknown:
-        raise ValueError(f"models {unknown} are not in features; expected some of {features.model.values.tolist()}")
-    lo, hi = (float(snr), float(snr)) if np.isscalar(snr) else (float(snr[0]), float(snr[1]))
-    if not 0 < lo <= hi:
-        raise ValueError(f"snr must be a positive float or a (low, high) range with 0 < low <= high; got {snr!r}")
-    if not 0 < signal_fraction < 1:
-        raise ValueError(f"signal_fraction must be in (0, 1); got {signal_fraction}")
-    shape = tuple(int(s) for s in (volume_shape or SMALL_VOLUME_SHAPE))
-    if len(shape) != 3 or min(shape) < 6:
-        raise ValueError(f"volume_shape must be 3 sizes >= 6, e.g. {SMALL_VOLUME_SHAPE}; got {volume_shape!r}")
+    models, (lo, hi), shape = _plant_arguments(features, models, snr, signal_fraction, volume_shape)
     rng = np.random.default_rng([seed, 1])
 
     # 1. Geometry: brain ellipsoid, voxels in NIfTI (Fortran) order.
