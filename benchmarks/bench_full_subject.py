@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 FULL_VOXELS = 145_684
 N_FEATURES = 2048
 #: Steps whose work grows with the number of models (the rest: per subject or per pair).
-PER_MODEL_STEPS = ("encode", "permute", "rsa", "task_similarity")
+PER_MODEL_STEPS = ("extract", "encode", "permute", "rsa", "task_similarity")
 
 
 def volume_shape(n_voxels: int) -> tuple[int, int, int]:
@@ -103,6 +103,7 @@ def extracted(root: Path, out: Path, models: list[str], n_voxels: int, sessions:
         save_random_checkpoint(model, weights, seed=seed)
     extract = {"images": str(stimuli), "weights": str(weights), **({"device": args.device} if args.device else {})}
     data = out / "bold5000"
+    data.mkdir(exist_ok=True)  # the config names it; the subject is written after the extraction
     cfg = config(out, models, extract, data, args)
     (out / "bench.toml").write_text(tomli_w.dumps(cfg))
     _run(out / "bench.toml", ["extract"])
