@@ -24,7 +24,8 @@ With fixed alphas, ridge's test predictions are a linear map of the training res
 ``ŷ_test = ȳ_train + H_α y_train`` with ``H_α = X̃_test (X̃ᵀX̃ + αI)⁻¹ X̃ᵀ`` (X̃ centred with the
 training means), so every permutation costs one ``(n_test × n_train) @ (n_train × voxels)`` GEMM
 per distinct alpha, after one eigendecomposition of the Gram matrix per model (the ridge factors
-of :func:`neurotask.encoding.ridge.make_ridge_factors`, built on the fit's design path). (Its GEMMs
+of :func:`neurotask.encoding.ridge.make_ridge_factors`, built on the fit's design path; kernels in
+:mod:`neurotask.stats.permutation_refit`). (Its GEMMs
 go through BLAS, whose rounding may depend on the block width: refit p-values are reproducible for
 a seed, and equal across chunkings except for nulls within float32 rounding of the observed value.)
 
@@ -52,10 +53,11 @@ import xarray as xr
 
 from neurotask import backend as backends
 from neurotask import execution
-from neurotask.encoding import predict, r2_score, pearson_r
-from neurotask.encoding.design import aligned_features, design_matrix, model_factors, model_spaces
+from neurotask.encoding import predict
+from neurotask.encoding.design import aligned_features, design_matrix, model_spaces
 from neurotask.encoding.split import training_index
 from neurotask.stats import permutation_torch
+from neurotask.stats.permutation_refit import _hat_matrices, _refit_null
 from neurotask.stats.fdr import fdr_bh
 from neurotask.stores import validate_features, validate_responses
 
@@ -67,8 +69,6 @@ PERMUTATION_METHODS = {
     "shuffle-test": "test responses' rows against fixed test predictions",
     "refit": "training responses' rows, refitting each voxel with its chosen alpha",
 }
-#: Test-set scores of the refit null, from the one scoring module.
-_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"r": pearson_r, "r2": r2_score}
 
 _VOXEL_SUBBLOCK = 1024  # columns per inner step: one (n_test × 1024) float32 gather stays in L2
 _BLOCK_BYTES = 1 << 25  # null values per (permutation block × voxel chunk) step: 32 MiB
@@ -157,51 +157,6 @@ def _shuffle_null(
     if statistic == "r":
         return cross
     return 2 * cross + offset[None]
-
-
-def _hat_matrices(
-    x_train: np.ndarray, x_test: np.ndarray, alphas: np.ndarray, standardize: bool
-) -> np.ndarray:
-    """Ridge solution operators ``H_α (alpha, test trial, train trial)`` mapping centred training
-    responses to test predictions, from the ridge factors (one eigendecomposition of the k×k Gram)."""
-    design = np.concatenate([x_train, x_test]).astype(np.float32)
-    factors = model_factors(design, np.arange(len(x_train)), np.arange(len(x_train), len(design)),
-                            standardize=standardize)
-    eigenvectors = factors.eigenvectors.astype(np.float64)
-    test_v = factors.test_projection.astype(np.float64)
-    train_v = factors.design.astype(np.float64) @ eigenvectors
-    eigenvalues = factors.eigenvalues.astype(np.float64)
-    return np.stack([(test_v / (eigenvalues + alpha)) @ train_v.T for alpha in alphas]).astype(np.float32)
-
-
-def _refit_null(
-    perms: np.ndarray,
-    hats: np.ndarray,
-    alpha_index: np.ndarray,
-    y_train: np.ndarray,
-    y_test: np.ndarray,
-    statistic: str,
-) -> np.ndarray:
-    """Null statistics ``(permutation, 1, voxel)`` of the refit method for one model.
-
-    Voxels are sorted by alpha once, so each alpha's voxels are a contiguous slice: per
-    permutation, one row gather of the training responses and one GEMM per distinct alpha.
-    """
-    order = np.argsort(alpha_index, kind="stable")
-    bounds = np.searchsorted(alpha_index[order], np.arange(hats.shape[0] + 1))
-    y_sorted = np.ascontiguousarray(y_train[:, order], dtype=np.float32)
-    y_test_sorted = y_test[:, order].astype(np.float64)
-    train_mean = y_sorted.mean(axis=0, dtype=np.float64)
-    prediction = np.empty((hats.shape[1], y_sorted.shape[1]), dtype=np.float32)
-    out = np.empty((perms.shape[0], 1, y_train.shape[1]), dtype=np.float32)
-    for p, perm in enumerate(perms):
-        permuted = y_sorted[perm]
-        for index in range(hats.shape[0]):
-            cols = slice(bounds[index], bounds[index + 1])
-            if cols.start < cols.stop:
-                np.matmul(hats[index], permuted[:, cols], out=prediction[:, cols])
-        out[p, 0, order] = _SCORES[statistic](y_test_sorted, train_mean + prediction)
-    return out
 
 
 
