@@ -210,3 +210,20 @@ def test_allow_tf32_is_recorded_and_restored(planted) -> None:
     with backends.tf32(not before):
         assert torch.backends.cuda.matmul.allow_tf32 == (not before)
     assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+def test_plain_arrays_on_torch_with_a_store(tmp_path) -> None:
+    """Hand-made arrays with only the essential labels: no source, run or i/j/k coords."""
+    rng = np.random.default_rng(0)
+    images = [f"img{i:03d}" for i in range(120)]
+    x = rng.standard_normal((2, 120, 10))
+    features = xr.DataArray(x, dims=("model", "image", "feature"), coords={"model": ["a", "b"], "image": images})
+    y = x[0] @ rng.standard_normal((10, 300)) + rng.standard_normal((120, 300))
+    responses = xr.DataArray(y.astype(np.float32), dims=("trial", "voxel"),
+                             coords={"image": ("trial", images), "session": ("trial", np.repeat(np.arange(6), 20))})
+    base = fit(features, responses, progress=False)
+    stored = fit(features, responses, progress=False, backend="torch", device="cpu", store=tmp_path / "fit.zarr")
+    _agree(stored, base)
+    np.testing.assert_allclose(stored.prediction.values, predict(stored, features, responses, backend="torch",
+                                                                 device="cpu").values, atol=1e-5)
+    assert float(stored.r2.sel(model="a").mean()) > 0.5 > float(stored.r2.sel(model="b").mean())
