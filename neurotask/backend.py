@@ -8,7 +8,8 @@ Torch is imported only inside the functions that need it, so numpy users never p
 * :func:`torch_device`, :func:`tf32` — the torch device, with TF32 GEMMs off unless asked;
 * :func:`voxel_batch` — columns per device step: bounded by the device's free memory on CUDA
   (``torch.cuda.mem_get_info``), the caller's chunk elsewhere;
-* :func:`gpu_resources` — ``{"GPU": 1}`` when a Dask client's workers advertise a ``GPU`` resource.
+* :func:`gpu_resources` — ``{"GPU": 1}`` when a Dask client's workers advertise a ``GPU`` resource;
+  :func:`workers_see_cuda` — whether any of its workers sees a CUDA device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BACKENDS", "DEVICES", "Backend", "check_backend", "gpu_resources", "resolve", "tf32",
-           "torch_device", "voxel_batch"]
+           "torch_device", "voxel_batch", "workers_see_cuda"]
 
 BACKENDS = ("auto", "numpy", "torch")
 DEVICES = ("auto", "cpu", "cuda")
@@ -145,3 +146,10 @@ def gpu_resources(client: Any) -> dict[str, int] | None:
     if any(float(info.get("resources", {}).get("GPU", 0)) > 0 for info in workers.values()):
         return {"GPU": 1}
     return None
+
+
+def workers_see_cuda(client: Any) -> bool:
+    """Whether any worker of a Dask client sees a CUDA device (``torch.cuda.is_available()`` run there)."""
+    if client is None:
+        return False
+    return any(client.run(_cuda_available).values())

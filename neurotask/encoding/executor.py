@@ -349,8 +349,11 @@ def _submit_torch_factors(client: Any, plan: FitPlan, m: int, resources: dict[st
 
 
 def on_torch(plan: FitPlan, client: Any) -> bool:
-    """Whether a client's fit takes the torch path: asked for, or ``"auto"`` with ``GPU`` workers."""
-    return plan.backend.name == "torch" or (plan.backend.name == "auto" and backends.gpu_resources(client) is not None)
+    """Whether a client's fit takes the torch path: asked for, or ``"auto"`` with workers that advertise a
+    ``GPU`` resource or see a CUDA device (each task then resolves ``"auto"`` where it runs)."""
+    if plan.backend.name != "auto":
+        return plan.backend.name == "torch"
+    return backends.gpu_resources(client) is not None or backends.workers_see_cuda(client)
 
 
 def _chunk_plan(plan: FitPlan) -> FitPlan:

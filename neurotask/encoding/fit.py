@@ -155,10 +155,10 @@ def _backend_attrs(plan: FitPlan, client: Any) -> dict[str, Any]:
         return plan.backend.attrs
     if not on_torch(plan, client):
         return {"backend": "numpy", "device": "cpu", "allow_tf32": plan.backend.allow_tf32}
-    device = plan.backend.device
-    if device == "auto":
-        device = "cuda" if backends.gpu_resources(client) else "auto (each worker's: cuda when it sees a GPU)"
-    return {"backend": "torch", "device": device, "allow_tf32": plan.backend.allow_tf32}
+    if plan.backend.name == "auto":  # each task resolved it where it ran
+        return {"backend": "auto (each worker's: torch on CUDA when it sees a GPU, else numpy)",
+                "device": plan.backend.device, "allow_tf32": plan.backend.allow_tf32}
+    return {"backend": "torch", "device": plan.backend.device, "allow_tf32": plan.backend.allow_tf32}
 
 
 #: Store chunks of the results: one model per chunk, so a group's predictions are whole chunks.
@@ -279,7 +279,8 @@ def fit(
     backend : {"numpy", "torch", "auto"}
         Array backend of the kernels: numpy, or torch (same algorithms: float64 decompositions,
         float32 GEMMs). ``"auto"``: torch on CUDA where the process running the work sees a GPU
-        (on a client: when its workers advertise a ``GPU`` resource), else numpy.
+        (on a client: each task resolves it where it runs, when the workers advertise a ``GPU``
+        resource or see CUDA), else numpy.
     device : {"auto", "cpu", "cuda"} or "cuda:N"
         Torch device; ``"auto"``: CUDA when available where the work runs, else the CPU.
     allow_tf32 : bool

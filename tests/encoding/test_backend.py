@@ -188,6 +188,12 @@ def test_torch_tasks_run_on_the_gpu_worker(planted, torch_fit) -> None:
     with SpecCluster(workers=workers, scheduler=scheduler) as cluster, Client(cluster) as client:
         client.wait_for_workers(2)
         assert backends.gpu_resources(client) == {"GPU": 1}
+        torch = pytest.importorskip("torch")
+        assert backends.workers_see_cuda(client) == torch.cuda.is_available()
+        # "auto" with a GPU worker: each task resolves it where it runs (numpy here without CUDA)
+        auto = fit(features, responses, ["autoencoding"], client=client, progress=False, backend="auto")
+        assert auto.attrs["backend"].startswith("auto")
+        _agree(auto, torch_fit.sel(model=["autoencoding"]))
         gpu = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"].get("GPU"))
         with get_task_stream(client) as stream:
             other = fit(features, responses, voxel_chunk=40, client=client, progress=False, backend="torch",
@@ -227,3 +233,19 @@ def test_plain_arrays_on_torch_with_a_store(tmp_path) -> None:
     np.testing.assert_allclose(stored.prediction.values, predict(stored, features, responses, backend="torch",
                                                                  device="cpu").values, atol=1e-5)
     assert float(stored.r2.sel(model="a").mean()) > 0.5 > float(stored.r2.sel(model="b").mean())
+
+
+@pytest.mark.cluster
+def test_auto_on_cpu_workers_is_the_numpy_path(planted, numpy_fit) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("the workers see a GPU here")
+    from distributed import Client, LocalCluster
+
+    features, responses, _, _ = planted
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        assert not backends.workers_see_cuda(client) and backends.gpu_resources(client) is None
+        auto = fit(features, responses, client=client, progress=False, backend="auto")
+    assert auto.attrs["backend"] == "numpy" and auto.attrs["device"] == "cpu"
+    _agree(auto, numpy_fit)
