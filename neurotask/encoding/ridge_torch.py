@@ -12,6 +12,7 @@ Torch is imported by the functions, not at module import.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,8 @@ __all__ = ["bytes_per_voxel", "factors_on_device", "fit_ridge_chunk", "make_ridg
 
 #: Per process: numpy factors already copied to a device, by ``(id(factors), device)``.
 _ON_DEVICE: dict[tuple[int, str], tuple[weakref.ref, RidgeFactors]] = {}
+# the chunk threads of one fit share the cache: one copies a model's factors, the others wait for it
+_ON_DEVICE_LOCK = threading.Lock()
 
 
 def _eigh(gram: Any) -> tuple[Any, Any]:
@@ -97,24 +100,28 @@ def factors_to_numpy(factors: RidgeFactors) -> RidgeFactors:
 
 def factors_on_device(factors: RidgeFactors, device: str) -> RidgeFactors:
     """Numpy factors copied to ``device`` once per process (cached while ``factors`` lives)."""
-    import torch
+    with _ON_DEVICE_LOCK:
+        for key in [k for k, (ref, _) in _ON_DEVICE.items() if ref() is None]:
+            del _ON_DEVICE[key]
+        key = (id(factors), device)
+        cached = _ON_DEVICE.get(key)
+        if cached is not None and cached[0]() is factors:
+            return cached[1]
+        moved = _copy_to(factors, device)
+        _ON_DEVICE[key] = (weakref.ref(factors), moved)
+        return moved
 
-    for key in [k for k, (ref, _) in _ON_DEVICE.items() if ref() is None]:
-        del _ON_DEVICE[key]
-    key = (id(factors), device)
-    cached = _ON_DEVICE.get(key)
-    if cached is not None and cached[0]() is factors:
-        return cached[1]
+
+def _copy_to(factors: RidgeFactors, device: str) -> RidgeFactors:
+    import torch
 
     def put(x: Any) -> Any:
         return torch.as_tensor(x, device=device)
 
     folds = tuple(FoldFactors(f.alphas, put(np.stack(list(f.solutions)) if isinstance(f.solutions, list)
                                             else f.solutions), put(f.train_mean)) for f in factors.folds)
-    moved = RidgeFactors(put(factors.design), factors.bounds, folds, put(factors.eigenvalues),
-                         put(factors.eigenvectors), put(factors.test_projection), factors.offset, factors.scale)
-    _ON_DEVICE[key] = (weakref.ref(factors), moved)
-    return moved
+    return RidgeFactors(put(factors.design), factors.bounds, folds, put(factors.eigenvalues),
+                        put(factors.eigenvectors), put(factors.test_projection), factors.offset, factors.scale)
 
 
 def bytes_per_voxel(n_trials: int, n_features: int, n_folds: int, n_alphas: int) -> int:
