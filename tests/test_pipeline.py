@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster, WorkerPlugin
+from distributed import Client, LocalCluster
+from worker_faults import DuringStep
 
 import neurotask as nt
 from neurotask import pipeline, stores
@@ -181,20 +182,6 @@ def test_rerun_skips_completed_steps(data, reference, tmp_path):
         assert again.statuses["partition/CSI1"] == "done before"
 
 
-class _KillOnce(WorkerPlugin):
-    """Kill the worker's process at its first task while ``step`` runs (the ledger says so), once."""
-
-    def __init__(self, step: str, ledger: str, marker: str) -> None:
-        self.step, self.ledger, self.marker = step, ledger, marker
-
-    def transition(self, key, start, finish, **kwargs):
-        if finish != "executing" or os.path.exists(self.marker) or not os.path.exists(self.ledger):
-            return
-        if json.loads(Path(self.ledger).read_text()).get(self.step, {}).get("status") == "running":
-            Path(self.marker).write_text(self.step)
-            os._exit(1)
-
-
 @pytest.mark.cluster
 def test_worker_killed_mid_step_gives_identical_results(data, reference, tmp_path):
     ref, summary = reference
@@ -204,7 +191,7 @@ def test_worker_killed_mid_step_gives_identical_results(data, reference, tmp_pat
     marker = tmp_path / "killed"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        client.register_plugin(_KillOnce(step, str(out / "pipeline.json"), str(marker)))
+        client.register_plugin(DuringStep(step, str(out / "pipeline.json"), str(marker)))
         pipeline.run(make_config(data, out), client=client)
     assert marker.exists() and marker.read_text() == step, f"no worker was killed during {step}"
     assert_same_results(out, ref)  # Dask re-ran the lost tasks; pure tasks give the same results

@@ -20,7 +20,7 @@ import cloudpickle
 import dask
 import numpy as np
 import pytest
-from distributed import WorkerPlugin
+from worker_faults import DuringStep
 
 from neurotask import pipeline, stores
 from neurotask.cluster import get_client, slurm_cluster
@@ -29,8 +29,9 @@ from neurotask.datasets import bold5000_trials, make_synthetic_features, write_s
 MODELS = ["autoencoding", "depth_euclidean", "class_object"]
 BIN = Path(sys.executable).parent
 
-# SLURM's workers cannot import this test module: its worker plugin travels by value
+# SLURM's workers cannot import the test modules: the worker plugin travels by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(sys.modules[DuringStep.__module__])
 
 
 def slurm_section(log_directory: Path, **options) -> dict:
@@ -191,19 +192,13 @@ def test_pipeline_on_slurm_gives_the_local_results(slurm, data, reference, tmp_p
     assert_same_results(out, reference, ALL_STORES)
 
 
-class _CancelOwnJob(WorkerPlugin):
+class _CancelOwnJob(DuringStep):
     """``scancel`` this worker's SLURM job at its first task while ``step`` runs, once."""
 
-    def __init__(self, step: str, ledger: str, marker: str) -> None:
-        self.step, self.ledger, self.marker = step, ledger, marker
-
-    def transition(self, key, start, finish, **kwargs):
-        if finish != "executing" or os.path.exists(self.marker) or not os.path.exists(self.ledger):
-            return
-        if json.loads(Path(self.ledger).read_text()).get(self.step, {}).get("status") == "running":
-            Path(self.marker).write_text(os.environ["SLURM_JOB_ID"])
-            subprocess.run(["scancel", os.environ["SLURM_JOB_ID"]], check=True, timeout=30)
-            time.sleep(60)  # SLURM kills this job: it finishes nothing more
+    def act(self) -> None:
+        Path(self.marker).write_text(os.environ["SLURM_JOB_ID"])
+        subprocess.run(["scancel", os.environ["SLURM_JOB_ID"]], check=True, timeout=30)
+        time.sleep(60)  # SLURM kills this job: it finishes nothing more
 
 
 @pytest.mark.slurm
