@@ -282,7 +282,8 @@ def variance_partition(
     if results is not None and set(needed) <= {str(m) for m in results["model"].values}:
         singles = results
     else:
-        singles = encoding.fit(features, responses, needed, standardize=standardize, **fit_kwargs)
+        # scores only: the test predictions (model x test trial x voxel) are not needed here
+        singles = encoding.fit(features, responses, needed, standardize=standardize, predictions=False, **fit_kwargs)
     on = {"backend": "numpy", "device": "cpu"}
     if banded:
         r2_joint = _banded_fits(features, responses, pairs, singles, alphas)
