@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from himalaya.ridge import RidgeCV
 from himalaya.scoring import r2_score as himalaya_r2
 from sklearn.linear_model import Ridge
@@ -27,7 +28,6 @@ def _kernels(backend: str):
     """``(make_ridge_factors, fit_ridge_chunk)`` of a backend, both taking and returning numpy."""
     if backend == "numpy":
         return make_ridge_factors, fit_ridge_chunk
-    torch = pytest.importorskip("torch")
     from neurotask.encoding import ridge_torch
 
     def make(*args, **kwargs):
@@ -91,7 +91,6 @@ def test_coefficients_match_sklearn_ridge(standardize: bool) -> None:
 
 @pytest.mark.parametrize("standardize", [False, True])
 def test_torch_predictions_match_sklearn_ridge(standardize: bool) -> None:
-    torch = pytest.importorskip("torch")
     from neurotask.encoding import ridge_torch
 
     x, x_test, y, _, _ = _problem(voxels=30)

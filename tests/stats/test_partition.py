@@ -146,7 +146,6 @@ def test_plain_arrays_and_a_last_session_held_out_of_five(responses_factory):
 
 
 def test_torch_backend_agrees_with_numpy(spaces, encoding_fit):
-    pytest.importorskip("torch")
     features, responses = spaces
     pairs = [("normal", "class_object")]
     base = variance_partition(features, responses, pairs, cv=3, progress=False)

@@ -260,7 +260,6 @@ def test_joint_model_spaces_drive_the_refit(small_fit):
 
 
 def test_torch_cross_products_equal_numpy_bit_for_bit():
-    pytest.importorskip("torch")
     from neurotask.stats.permutation_torch import shuffle_counts
 
     rng = np.random.default_rng(0)
@@ -277,7 +276,6 @@ def test_torch_cross_products_equal_numpy_bit_for_bit():
 
 @pytest.mark.parametrize("statistic", ["r", "r2"])
 def test_torch_p_values_equal_numpy_and_brute_force(small_fit, statistic):
-    pytest.importorskip("torch")
     _, responses, results, prediction, _ = small_fit
     base = permutation_test(results, responses, predictions=prediction, n_permutations=99, seed=2,
                             statistic=statistic, fwer=True)
@@ -308,7 +306,6 @@ def test_torch_backend_errors(small_fit):
 
 @pytest.mark.parametrize("statistic", ["r", "r2"])
 def test_torch_refit_null_agrees_with_numpy(small_fit, statistic):
-    pytest.importorskip("torch")
     features, responses, results, _, _ = small_fit
     options = {"method": "refit", "n_permutations": 49, "seed": 1, "statistic": statistic, "fwer": True}
     base = permutation_test(results, responses, features, **options)
@@ -323,7 +320,6 @@ def test_torch_refit_null_agrees_with_numpy(small_fit, statistic):
 
 @pytest.mark.cluster
 def test_torch_tasks_ask_for_the_gpu_worker(small_fit):
-    pytest.importorskip("torch")
     from distributed import Client, Scheduler, SpecCluster, Worker, get_task_stream
 
     _, responses, results, prediction, _ = small_fit
