@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,13 @@ class Context:
     out: Path
     client: Any
     console: Console
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self, name: str, files: Callable[[], Sequence[Path]]) -> str:
+        """The fingerprint of input files, computed once per run (the inputs of several units)."""
+        if name not in self.fingerprints:
+            self.fingerprints[name] = stores.fingerprint(files())
+        return self.fingerprints[name]
 
     def path(self, name: str, subject: str | None = None) -> Path:
         """Where ``name`` (a store of :func:`neurotask.stores.layout.outputs`) is read or written."""
@@ -262,16 +269,23 @@ def _inputs(ctx: Context, sections: Sequence[str], subject: str | None) -> dict[
     extract, ingest = ctx.cfg["extract"], ctx.cfg["ingest"]
     if "extract" in sections:
         if "images" in extract:
-            found["images"] = stores.fingerprint(find_images(extract["images"]))
+            found["images"] = ctx.fingerprint("images", lambda: find_images(extract["images"]))
         elif stores.is_complete(ctx.path("features")):
             found["features_created"] = stores.open_store(ctx.path("features")).attrs.get("created")
     if "ingest" in sections and subject is not None:
         if "root" in ingest:
-            found["bold"] = stores.fingerprint(input_files(ingest["root"], subject, ingest.get("release", 2),
-                                                           betas=ingest.get("betas", "TYPED")))
+            found["bold"] = ctx.fingerprint(f"bold/{subject}", lambda: _bold_files(ingest, subject))
         elif stores.is_complete(ctx.path("responses", subject)):
             found["responses_created"] = stores.open_store(ctx.path("responses", subject)).attrs.get("created")
     return found
+
+
+def _bold_files(ingest: Mapping[str, Any], subject: str) -> list[Path]:
+    """What an ingest of ``subject`` reads: the tree's files and a mask file given in the config."""
+    options = {key: ingest[key] for key in ("betas", "preprocessed", "tr") if key in ingest}
+    files = input_files(ingest["root"], subject, ingest.get("release", 2), **options)
+    mask = ingest.get("mask")
+    return files + [Path(mask)] if isinstance(mask, str) and Path(mask).is_file() else files
 
 
 Plan = Iterator[tuple[str, "str | None", list[Path], Callable[[], str]]]
