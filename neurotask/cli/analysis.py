@@ -60,6 +60,11 @@ def rsa(
     compare: Annotated[str, typer.Option("--compare", help="RDM comparison: spearman, pearson or tau-a.")] = "spearman",
     linkage_method: Annotated[str, typer.Option("--linkage", help="Tree linkage: average, complete, single, weighted.")] = "average",
     formats: Annotated[str, typer.Option("--format", help="Figure formats, comma-separated (png, svg, pdf).")] = "png,svg",
+    backend: Annotated[str, typer.Option("--backend", help="numpy, torch, or auto (torch on a GPU when one is visible).")] = "numpy",
+    device: Annotated[str, typer.Option("--device", help="Torch device: auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
+    device_batch: Annotated[
+        Optional[int], typer.Option("--device-batch", min=1, help="Cap on image pairs per torch step.")
+    ] = None,
     scheduler: SchedulerOption = None,
     cluster: ClusterOption = "local",
     workers: WorkersOption = None,
@@ -80,10 +85,11 @@ def rsa(
     feats = open_features(features)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"features": str(features), "subset": name, "method": method, "compare": compare,
-                  "linkage": linkage_method}
+                  "linkage": linkage_method, "backend": backend, "device": device}
     with maybe_client(scheduler, cluster, workers) as client:
         written = steps.rsa(feats, subsets, out / "similarity.zarr", client=client, parameters=parameters,
-                            rdm_method=method, compare=compare)
+                            rdm_method=method, compare=compare, backend=backend, device=device,
+                            device_batch=device_batch)
     sim = written["similarity"].sel(subset=name, drop=True).load()
     tree = rsa_methods.linkage(sim, method=linkage_method)
     sim.to_pandas().to_csv(out / "similarity.csv")
@@ -91,7 +97,8 @@ def rsa(
                   out, kinds)
     typer.echo(
         f"{out}: {compare} similarity of {method} RDMs for {sim.sizes['model']} models on "
-        f"{int(written['n_images'].sel(subset=name))} images ({name}); tree: {', '.join(tree.leaves)}"
+        f"{int(written['n_images'].sel(subset=name))} images ({name}) on {written.attrs['backend']} "
+        f"({written.attrs['device']}); tree: {', '.join(tree.leaves)}"
     )
 
 

@@ -127,6 +127,9 @@ class Rsa:
                           metadata=_help("named image subsets, e.g. {all = {}, scenes = {source = 'scene'}}"))
     rdm_method: Literal[tuple(RDM_METHODS)] = field(default="correlation", metadata=_help("RDM dissimilarity"))
     compare: Literal[tuple(COMPARE_METHODS)] = field(default="spearman", metadata=_help("RDM comparison"))
+    backend: Literal[tuple(BACKENDS)] = field(default="numpy", metadata=_help("array backend ('auto': torch on a GPU)"))
+    device: str = field(default="auto", metadata=_help("'auto', 'cpu', 'cuda' or 'cuda:N' (torch backend)"))
+    device_batch: int = field(default=0, metadata=_help("cap on image pairs per device step (torch backend)"))
 
 
 @dataclass

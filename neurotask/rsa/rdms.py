@@ -10,7 +10,9 @@ import numpy as np
 import scipy.spatial.distance as ssd
 import xarray as xr
 
-from neurotask.rsa._kernels import _condensed_rdm
+from neurotask import backend as backends
+from neurotask.rsa import _torch
+from neurotask.rsa._kernels import _check_finite_and_varying, _condensed_rdm
 from neurotask.rsa._labels import check_choice, pair_coords, plain, rsa_attrs
 from neurotask.rsa.subsets import select_images
 
@@ -31,12 +33,24 @@ def _square_coords(features: xr.DataArray) -> dict[str, Any]:
     return {**image_coords, **other}
 
 
+def _model_rdm(x: np.ndarray, method: str, model: str, images: np.ndarray, request: backends.Backend) -> np.ndarray:
+    """One model's condensed RDM, on the backend resolved where the task runs."""
+    name, device = backends.resolve(request)
+    if name == "numpy":
+        return _condensed_rdm(x, method, model, images)
+    x = np.asarray(x)
+    _check_finite_and_varying(x, method, model, images)
+    return _torch.condensed_rdm(x, method, device).cpu().numpy()
+
+
 def rdm(
     features: xr.DataArray,
     method: str = "correlation",
     subset: Any = None,
     *,
     square: bool = False,
+    backend: str = "numpy",
+    device: str = "auto",
 ) -> xr.DataArray:
     """Representational dissimilarity matrix of each model, lazily.
 
@@ -51,6 +65,11 @@ def rdm(
         Images to use (see :func:`~neurotask.rsa.select_images`).
     square : bool
         Return the square matrices instead of the condensed upper triangles.
+    backend : {"numpy", "torch", "auto"}
+        Array backend of each model's RDM (float64 either way, see
+        :func:`~neurotask.rsa.model_similarity`), resolved when the model is computed.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        Torch device.
 
     Returns
     -------
@@ -59,6 +78,7 @@ def rdm(
         ``image_i``, ``image_j`` (``i < j`` in image order, scipy ``squareform`` order), so
         ``r.sel(image_i=a, image_j=b)`` works. Computing a model raises ``ValueError`` naming the
         model and images if its features hold NaN or are constant (correlation) or zero (cosine).
+        Attrs ``backend`` and ``device`` as requested.
 
     Examples
     --------
@@ -69,16 +89,18 @@ def rdm(
     (190, 20)
     """
     check_choice("method", method, RDM_METHODS)
+    request = backends.check_backend(backend, device, function="rdm")
     features, description = select_images(features, subset)
     images = plain(features["image"].values).astype(str)
     n, p = len(images), len(images) * (len(images) - 1) // 2
     rows = []
     for m, model in enumerate(map(str, features["model"].values)):
-        vector = dask.delayed(_condensed_rdm, pure=True)(features.data[m], method, model, images)
+        vector = dask.delayed(_model_rdm, pure=True)(features.data[m], method, model, images, request)
         row = da.from_delayed(vector, shape=(p,), dtype=np.float64)
         rows.append(row.map_blocks(ssd.squareform, checks=False, chunks=(n, n), new_axis=1) if square else row)
     data = da.stack(rows)
-    attrs = rsa_attrs(method, description, n, long_name=f"{method} dissimilarity", description=RDM_METHODS[method])
+    attrs = rsa_attrs(method, description, n, long_name=f"{method} dissimilarity", description=RDM_METHODS[method],
+                      backend=request.name, device=request.device)
     model_coords = {c: v for c, v in features.coords.items() if v.dims == ("model",)}
     if square:
         return xr.DataArray(

@@ -15,16 +15,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from neurotask import backend as backends
 from neurotask.execution import blas_threads, cpu_count, current_client, map_unordered
 from neurotask.execution import progress as show_progress
-from neurotask.rsa._kernels import (
-    _TRANSFORMS,
-    UnusableFeatures,
-    _correlation_from_products,
-    _cross_products,
-    _model_vector,
-    _tau_a_matrix,
-)
+from neurotask.rsa import _kernels, _torch
+from neurotask.rsa._kernels import _TRANSFORMS, UnusableFeatures, _correlation_from_products, _cross_products, _tau_a_matrix
 from neurotask.rsa._labels import check_choice, plain, rsa_attrs
 from neurotask.rsa.rdms import RDM_METHODS
 from neurotask.rsa.subsets import select_images
@@ -52,10 +47,18 @@ def _similarity_array(values: np.ndarray, models: xr.DataArray, attrs: dict[str,
     return xr.DataArray(values.astype(np.float64), dims=("model", "model_"), coords=coords, name="similarity", attrs=attrs)
 
 
-def _finish(vectors: np.ndarray, offsets: np.ndarray, compare: str, progress: bool = False) -> np.ndarray:
-    """The model × model matrix from the kept vectors (single-threaded BLAS: thin GEMMs)."""
+def _finish(vectors: np.ndarray, offsets: np.ndarray, compare: str, progress: bool = False,
+            backend: tuple[str, str] = ("numpy", "cpu"), device_batch: int | None = None) -> np.ndarray:
+    """The model × model matrix from the kept vectors (single-threaded BLAS: thin GEMMs).
+
+    ``backend``: the resolved ``(name, device)`` of the cross products; tau-a's O(P log P) counts
+    run in numpy either way.
+    """
+    name, device = backend
     with blas_threads(1):
         if compare != "tau-a":
+            if name == "torch":
+                return _correlation_from_products(_torch.cross_products(vectors, offsets, device, device_batch))
             return _correlation_from_products(_cross_products(vectors, offsets))
         m = len(vectors)
         with show_progress("tau-a per model pair", m * (m - 1) // 2, enabled=progress) as advance:
@@ -120,21 +123,36 @@ def _model_threads(n_pairs: int) -> tuple[int, int]:
     return threads, max(1, cores // threads)
 
 
+def _model_vector(
+    x: np.ndarray, method: str, compare: str, images: np.ndarray, request: backends.Backend,
+    device_batch: int | None,
+) -> tuple[np.ndarray, float] | UnusableFeatures:
+    """One model's task: its kept vector and offset, on the backend resolved where the task runs."""
+    name, device = backends.resolve(request)
+    if name == "torch":
+        return _torch.model_vector(x, method, compare, images, device, device_batch)
+    return _kernels._model_vector(x, method, compare, images)
+
+
 def _model_vectors(
-    features: xr.DataArray, images: np.ndarray, method: str, compare: str, client: Any
+    features: xr.DataArray, images: np.ndarray, method: str, compare: str, client: Any,
+    request: backends.Backend, device_batch: int | None,
 ) -> Iterator[tuple[int, tuple[np.ndarray, float]]]:
     """Yield ``(model index, (vector, offset))`` as models finish, a bounded number held at once.
 
     Each model's features travel inside its task (numpy) or are read by it (a lazy block), so a
-    task lost with its worker can be re-run.
+    task lost with its worker can be re-run. With torch in this process, one model at a time:
+    the device (and torch's own threads) is the parallelism, and its memory holds one RDM.
     """
     models = [str(m) for m in features["model"].values]
     items = [features.data[m] for m in range(len(models))]
     threads, per_model_blas = _model_threads(len(images) * (len(images) - 1) // 2)
+    if client is None and backends.resolve(request)[0] == "torch":
+        threads, per_model_blas = 1, None
     with blas_threads(None if client is not None else per_model_blas):
         results = map_unordered(
-            _model_vector, items, args=(method, compare, images), client=client, threads=threads,
-            in_flight=None if client is not None else threads,
+            _model_vector, items, args=(method, compare, images, request, device_batch), client=client,
+            threads=threads, in_flight=None if client is not None else threads,
         )
         for m, result in results:
             if isinstance(result, UnusableFeatures):
@@ -142,19 +160,35 @@ def _model_vectors(
             yield m, result
 
 
+def _products_backend(request: backends.Backend, client: Any) -> tuple[str, str]:
+    """Where this process sums the cross products: the request resolved here; on a client (whose
+    workers may see a GPU this process lacks), this process's own device for a torch request."""
+    if client is not None and request.name != "numpy" and request.device != "cpu":
+        request = backends.Backend(request.name, "auto")
+    return backends.resolve(request)
+
+
+def _backend_attrs(request: backends.Backend, client: Any) -> dict[str, str]:
+    """``backend`` and ``device``: resolved here without a client, as requested on one (each task resolves)."""
+    if request.name == "numpy" or client is None:
+        return dict(zip(("backend", "device"), backends.resolve(request)))
+    return {"backend": request.name, "device": request.device}
+
+
 def _ids_hash(images: np.ndarray) -> str:
     return sha256_array(np.asarray(json.dumps(list(map(str, images))).encode()))
 
 
 def _collect(
-    features: xr.DataArray, images: np.ndarray, method: str, compare: str, client: Any, progress: bool
+    features: xr.DataArray, images: np.ndarray, method: str, compare: str, client: Any, progress: bool,
+    request: backends.Backend, device_batch: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every model's kept vector (int32 ranks or float32 values) and offset."""
     n_models, p = features.sizes["model"], len(images) * (len(images) - 1) // 2
     vectors = np.empty((n_models, p), dtype=np.float32 if compare == "pearson" else np.int32)
     offsets = np.zeros(n_models)
     with show_progress(f"RDMs of {n_models} models on {len(images)} images", n_models, enabled=progress) as advance:
-        for m, (vector, offset) in _model_vectors(features, images, method, compare, client):
+        for m, (vector, offset) in _model_vectors(features, images, method, compare, client, request, device_batch):
             vectors[m], offsets[m] = vector, offset
             advance()
     return vectors, offsets
@@ -168,6 +202,9 @@ def model_similarity(
     *,
     client: Any = None,
     progress: bool = True,
+    backend: str = "numpy",
+    device: str = "auto",
+    device_batch: int | None = None,
 ) -> xr.DataArray:
     """Similarity between models' representational geometries (RSA), computed.
 
@@ -193,11 +230,24 @@ def model_similarity(
         Where to compute the models' RDMs; default the current client, else this process.
     progress : bool
         Show progress.
+    backend : {"numpy", "torch", "auto"}
+        Array backend of the RDMs, ranks and cross products (:mod:`neurotask.rsa._torch`: the
+        same algorithm and precision, float64 RDMs and products); ``"auto"``: torch on CUDA where
+        a GPU is visible, else numpy. tau-a's pair counts run in numpy either way. With torch in
+        this process, models are computed one at a time on the device.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+        Torch device; ``"auto"``: CUDA when available, else the CPU.
+    device_batch : int, optional
+        Cap on image pairs per torch step (an RDM strip, a block of the cross products); default
+        half the device's free memory on CUDA, numpy's strip and block sizes on the CPU. One
+        model's whole RDM is on the device while it is ranked (~40 bytes per pair).
 
     Returns
     -------
     xarray.DataArray, dims (model, model_), float64
-        With attrs ``rdm_method``, ``compare``, ``subset``, ``n_images``, ``n_pairs``.
+        With attrs ``rdm_method``, ``compare``, ``subset``, ``n_images``, ``n_pairs``,
+        ``backend`` and ``device`` (resolved in this process; on a client, as requested: each
+        task resolves where it runs).
 
     Raises
     ------
@@ -215,12 +265,17 @@ def model_similarity(
     """
     check_choice("rdm_method", rdm_method, RDM_METHODS)
     check_choice("compare", compare, COMPARE_METHODS)
+    request = backends.check_backend(backend, device, function="model_similarity")
+    if device_batch is not None and (not isinstance(device_batch, (int, np.integer)) or device_batch < 1):
+        raise ValueError(f"The 'device_batch' parameter of model_similarity must be an int ≥ 1. Got {device_batch!r}.")
     features, description = select_images(features, subset)
     images = plain(features["image"].values).astype(str)
-    vectors, offsets = _collect(features, images, rdm_method, compare, current_client(client), progress)
-    sim = _finish(vectors, offsets, compare, progress)
+    client = current_client(client)
+    vectors, offsets = _collect(features, images, rdm_method, compare, client, progress, request, device_batch)
+    sim = _finish(vectors, offsets, compare, progress, _products_backend(request, client), device_batch)
     attrs = rsa_attrs(
         rdm_method, description, len(images), compare=compare, n_pairs=vectors.shape[1],
         long_name=f"{compare} similarity of {rdm_method} RDMs", images_sha256=_ids_hash(images),
+        **_backend_attrs(request, client),
     )
     return _similarity_array(sim, features["model"], attrs)
