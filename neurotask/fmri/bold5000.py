@@ -257,13 +257,21 @@ def read_volumes(path: str | Path, voxels: np.ndarray, volumes: Sequence[int] | 
     Returns
     -------
     numpy.ndarray, shape (n_volumes, n_voxels), float32
+        Filled in place as the file streams: memory is the output plus one volume.
     """
-    voxels = np.asarray(voxels)
-    picked = {t: volume[voxels] for t, volume in _stream_volumes(Path(path), volumes)}
-    order = sorted(picked) if volumes is None else list(volumes)
-    out = np.empty((len(order), voxels.size), dtype=np.float32)
-    for row, t in enumerate(order):
-        out[row] = picked[t]
+    path, voxels = Path(path), np.asarray(voxels)
+    if volumes is None:
+        shape = nib.load(path).shape
+        volumes = range(int(np.prod(shape[3:], dtype=int)) if len(shape) > 3 else 1)
+    rows: dict[int, list[int]] = {}
+    for row, t in enumerate(volumes):
+        rows.setdefault(int(t), []).append(row)
+    out = np.empty((len(volumes), voxels.size), dtype=np.float32)
+    for t, volume in _stream_volumes(path, rows):  # each volume's voxels go straight into their rows
+        first, *repeats = rows[t]
+        np.take(volume, voxels, out=out[first])
+        for row in repeats:
+            out[row] = out[first]
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import tracemalloc
 
 import nibabel as nib
 import numpy as np
@@ -193,6 +194,23 @@ def test_read_volumes_matches_nibabel_with_scaling(tmp_path):
     ijk = np.unravel_index(voxels, (3, 4, 5), order="F")
     got = read_volumes(path, voxels, volumes=[4, 1, 4])
     np.testing.assert_allclose(got, expected[ijk][:, [4, 1, 4]].T, rtol=1e-6)
+
+
+def test_read_volumes_holds_the_output_and_one_volume_not_a_copy_per_volume(tmp_path):
+    # structural, not timed: numpy reports its buffers to tracemalloc; a reader that kept every
+    # volume's voxels and then copied them into the output would peak at twice the output
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((20, 20, 20, 200)).astype(np.float32)  # output 6.4 MB
+    path = tmp_path / "x.nii.gz"
+    nib.save(nib.Nifti1Image(data, AFFINE), path)
+    voxels = np.arange(20 * 20 * 20)
+    tracemalloc.start()
+    got = read_volumes(path, voxels)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(got, data.reshape(-1, 200, order="F").T)
+    one_volume = voxels.size * 4
+    assert peak < got.nbytes + 16 * one_volume + 2**20
 
 
 def test_store_none_writes_a_temporary_store(release2_tree):
