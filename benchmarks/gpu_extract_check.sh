@@ -45,10 +45,10 @@ if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install --quiet --no-index --find-links .whl torch
 fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda available:', torch.cuda.is_available())"
-# `import neurotask` imports every subpackage: the project's dependencies (pyproject.toml) except torch
+# the project's dependencies (pyproject.toml) except torch; the pipeline and the CLI import all of them
 NEEDED="numpy scipy scikit-learn dask distributed xarray zarr nibabel h5py nilearn visualpriors pillow matplotlib
-typer rich pooch requests psutil threadpoolctl tomli-w"
-if ! $PY -c "import neurotask" 2>/dev/null; then
+typer rich pooch requests psutil threadpoolctl tomli-w lazy-loader"
+if ! $PY -c "import neurotask.pipeline, neurotask.cli" 2>/dev/null; then
   echo "installing from .whl/: $NEEDED"
   $PY -m pip install --quiet --no-index --find-links .whl $NEEDED
 fi

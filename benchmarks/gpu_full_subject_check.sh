@@ -58,8 +58,8 @@ if ! $PY -c "import torch" 2>/dev/null; then
 fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda available:', torch.cuda.is_available())"
 NEEDED="numpy scipy scikit-learn dask distributed xarray zarr nibabel h5py nilearn visualpriors pillow matplotlib
-typer rich pooch requests psutil threadpoolctl tomli-w himalaya"
-if ! $PY -c "import neurotask, himalaya, tomli_w, psutil" 2>/dev/null; then
+typer rich pooch requests psutil threadpoolctl tomli-w lazy-loader himalaya"
+if ! $PY -c "import neurotask.pipeline, neurotask.cli, himalaya, tomli_w, psutil" 2>/dev/null; then
   echo "installing from .whl/: $NEEDED"
   $PY -m pip install --quiet --no-index --find-links .whl $NEEDED
 fi
