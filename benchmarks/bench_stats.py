@@ -9,8 +9,10 @@
 4. Variance partitioning of one pair on the full CSI1 trial order (5254 trials, 2 × 2048 features):
    timed at two voxel counts, extrapolated linearly (fixed decompositions + per-voxel GEMMs).
 
-Usage: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_stats.py [--quick]``.
-Writes ``benchmarks/out/stats.json``.
+Usage: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_stats.py [--quick]
+[--only partition,...]``. Writes ``benchmarks/out/stats.json`` (``stats_<parts>.json`` with ``--only``).
+Another revision side by side: ``git worktree add /tmp/old REV`` and run this script with
+``PYTHONPATH=/tmp/old`` (it prints which package it timed).
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ import numpy as np
 import psutil
 import xarray as xr
 
+import neurotask
 from neurotask.datasets.synthetic import bold5000_trial_order
 from neurotask.stats import permutation_test, variance_partition
 from neurotask.stats.permutation import _hat_matrices, _permutations, _refit_null
 from neurotask.stimuli import image_id
 
 OUT = Path(__file__).resolve().parent / "out"
+#: --only names and the report keys they fill.
+PARTS = {"shuffle": "shuffle_test", "refit": "refit", "partition": "variance_partition"}
 
 
 class PeakRSS:
@@ -157,20 +162,28 @@ def bench_partition(voxel_counts: tuple[int, int], full_voxels: int, n_features:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, minutes less)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     args = parser.parse_args()
+    parts = args.only.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--only names {unknown}; choose from {list(PARTS)}")
     full_voxels = 100_000
-    if args.quick:
-        shuffle = bench_shuffle(200, 10_000, 370, 5, 50)
-        refit = bench_refit(1000, 370, 512, 1000, 2, full_voxels)
-        partition = bench_partition((200, 600), full_voxels, 256)
-    else:
-        shuffle = bench_shuffle(1000, full_voxels, 370, 20, 100)
-        refit = bench_refit(4884, 370, 2048, 5000, 3, full_voxels)
-        partition = bench_partition((1000, 4000), full_voxels, 2048)
-    report = {"cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(), "shuffle_test": shuffle,
-              "refit": refit, "variance_partition": partition}
+    cases = {
+        "shuffle_test": lambda: bench_shuffle(200, 10_000, 370, 5, 50) if args.quick
+        else bench_shuffle(1000, full_voxels, 370, 20, 100),
+        "refit": lambda: bench_refit(1000, 370, 512, 1000, 2, full_voxels) if args.quick
+        else bench_refit(4884, 370, 2048, 5000, 3, full_voxels),
+        "variance_partition": lambda: bench_partition((200, 600), full_voxels, 256) if args.quick
+        else bench_partition((1000, 4000), full_voxels, 2048),
+    }
+    report = {"package": neurotask.__file__, "cpu_count": os.cpu_count()}
+    for part in parts:
+        report[PARTS[part]] = cases[PARTS[part]]()
+    report["load_average_at_end"] = os.getloadavg()
     OUT.mkdir(exist_ok=True)
-    (OUT / ("stats_quick.json" if args.quick else "stats.json")).write_text(json.dumps(report, indent=2))
+    name = "stats" + ("_quick" if args.quick else "") + ("" if set(parts) == set(PARTS) else "_" + "_".join(parts))
+    (OUT / f"{name}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 
