@@ -4,13 +4,19 @@ Library functions never start clusters; they take an optional ``client`` or use 
 This module is what ``neurotask.pipeline`` and the command line use to get one:
 
 * default — an embedded :class:`distributed.LocalCluster` sized to the machine (one worker
-  process per core up to four, BLAS single-threaded in each, see DESIGN §6);
+  process per core up to four, BLAS single-threaded in each, see DESIGN §6). On a machine with
+  CUDA devices it starts one worker per device instead, each advertising the Dask resource
+  ``GPU=1`` so GPU tasks (``neurotask.backend.gpu_resources``) are routed to them one per device:
+  a ``dask_cuda.LocalCUDACluster`` when dask-cuda is installed, else a LocalCluster whose worker
+  processes each see one device (``CUDA_VISIBLE_DEVICES``, set by :class:`PinDevice`);
 * ``scheduler="tcp://host:port"`` — connect to a scheduler someone already runs
   (``dask scheduler`` / ``dask worker``, or a cluster manager);
 * ``cluster="slurm"`` — a :class:`dask_jobqueue.SLURMCluster` whose jobs run the workers. Its
   jobs are kept at ``workers`` (a cancelled, failed or retired job is replaced), checked with
   ``sbatch --test-only`` before any is submitted, and waited for a bounded time: a job SLURM will
   never start fails at once with an error naming the setting. Workers retire before the walltime.
+  With ``slurm_options["gpus"]`` the jobs request the GPUs (``--gres``) and their workers
+  advertise them as the ``GPU`` resource, so GPU tasks are routed to them.
 
 Every client prints its dashboard address. The client returned is a context manager that closes
 the cluster it started (and only that one) on exit.
@@ -18,7 +24,9 @@ the cluster it started (and only that one) on exit.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -27,11 +35,11 @@ from typing import Any
 
 import dask.system
 from dask.utils import parse_timedelta
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.deploy.utils import nprocesses_nthreads
 from rich.console import Console
 
-__all__ = ["CLUSTERS", "SLURM_OPTIONS", "ClusterClient", "describe", "get_client", "slurm_cluster"]
+__all__ = ["CLUSTERS", "SLURM_OPTIONS", "ClusterClient", "PinDevice", "describe", "get_client", "slurm_cluster"]
 
 #: Where workers come from.
 CLUSTERS: dict[str, str] = {
@@ -51,7 +59,8 @@ SLURM_OPTIONS: dict[str, str] = {
                         "lifetime leaves, '4m' with a given lifetime)",
     "start_timeout": "seconds to wait for the first worker job to start (default 3600); a job SLURM will "
                      "never start (too large for every node, over the partition's limits) fails at once",
-    "gpus": "GPUs per job, requested with '#SBATCH --gres=gpu:N'",
+    "gpus": "GPUs per job, requested with '#SBATCH --gres=gpu:N'; its workers advertise them as the Dask "
+            "resource GPU (split evenly among the job's processes), so GPU tasks are routed to them",
     "queue": "SLURM partition",
     "account": "SLURM account to charge",
     "job_extra_directives": "further '#SBATCH' lines, e.g. ['--constraint=a100']",
@@ -88,6 +97,87 @@ def _machine_size(workers: int | None, threads_per_worker: int | None) -> tuple[
     if threads_per_worker is None:
         return workers, max(1, cores // workers)
     return workers, threads_per_worker
+
+
+def _nvidia_driver() -> bool:
+    """Whether an NVIDIA driver is installed here (``nvidia-smi`` on PATH, or ``/proc/driver/nvidia``)."""
+    return shutil.which("nvidia-smi") is not None or os.path.exists("/proc/driver/nvidia")
+
+
+def _cuda_device_count() -> int:
+    """CUDA devices torch sees in this process; 0 without torch or without an NVIDIA driver."""
+    # Without a driver torch is not even imported: it would cost every CPU-only client (an ingest,
+    # a ridge fit) ~3 s and ~400 MB, what the lazy root package saves them (tests/test_package.py).
+    if not _nvidia_driver():
+        return 0
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count())
+
+
+class PinDevice(WorkerPlugin):
+    """Worker plugin: local worker process ``i`` sees only CUDA device ``devices[i]``.
+
+    It sets ``CUDA_VISIBLE_DEVICES`` when the worker starts, before any task can initialize CUDA,
+    so ``"cuda"`` in a task is that worker's own device. For worker processes only: threads in one
+    process share its environment.
+
+    Parameters
+    ----------
+    devices : sequence of str
+        Device ordinals or UUIDs as ``CUDA_VISIBLE_DEVICES`` takes them, one per worker name 0, 1, …
+    """
+
+    name = "neurotask-pin-device"
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self.devices = list(devices)
+
+    def setup(self, worker: Any) -> None:
+        """Pin the worker named ``i`` (LocalCluster's names are 0, 1, …) to ``devices[i]``."""
+        os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[int(worker.name) % len(self.devices)]
+
+
+def _visible_devices(n_gpus: int) -> list[str]:
+    """The first ``n_gpus`` devices this process may use, as ``CUDA_VISIBLE_DEVICES`` names them."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(n_gpus)]
+    return devices[:n_gpus]
+
+
+def _local_cluster(
+    workers: int | None, threads_per_worker: int | None, memory_limit: str | None, processes: bool,
+    gpus: int | None,
+) -> tuple[LocalCluster, str]:
+    """The embedded cluster: one worker per CUDA device (unless ``workers`` is fixed or ``gpus=0``), else by cores."""
+    n_gpus = gpus if gpus is not None else (0 if workers is not None else _cuda_device_count())
+    if n_gpus == 0:
+        n_workers, n_threads = _machine_size(workers, threads_per_worker)
+        local = LocalCluster(n_workers=n_workers, threads_per_worker=n_threads, memory_limit=memory_limit or "auto",
+                             processes=processes, dashboard_address=":0")
+        return local, f"local cluster ({n_workers} worker(s) x {n_threads} thread(s))"
+    n_threads = threads_per_worker or max(1, dask.system.CPU_COUNT // n_gpus)  # the cores shared among the GPUs
+    options: dict[str, Any] = {"n_workers": n_gpus, "threads_per_worker": n_threads,
+                               "memory_limit": memory_limit or "auto", "resources": {"GPU": 1},
+                               "dashboard_address": ":0"}
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:  # an optional dependency
+        LocalCUDACluster = None
+    if LocalCUDACluster is not None and processes:
+        # dask-cuda sets each worker's CUDA_VISIBLE_DEVICES (and CPU affinity) itself; extra
+        # keywords reach the workers, so they advertise the GPU resource like ours
+        how = "dask-cuda"
+        local = LocalCUDACluster(**options)
+    elif processes:
+        how = "one device each"
+        local = LocalCluster(processes=True, plugins={PinDevice(_visible_devices(n_gpus))}, **options)
+    else:
+        how = "threads sharing every device"
+        local = LocalCluster(processes=False, **options)
+    return local, f"local cluster ({n_gpus} GPU worker(s) x {n_threads} thread(s), {how})"
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -149,16 +239,24 @@ def slurm_cluster(
     lifetime, stagger = _worker_lifetime(walltime, options.pop("lifetime", None), options.pop("lifetime_stagger", None))
     _start_timeout(options.pop("start_timeout", None))  # get_client's wait, not a job setting: checked here
     directives = list(options.pop("job_extra_directives", []))
+    worker_args = ["--lifetime", lifetime, "--lifetime-stagger", stagger]
     gpus = options.pop("gpus", None)
     if gpus:
         _check_positive("slurm_options['gpus']", gpus)
+        if gpus < processes:
+            raise ValueError(
+                f"slurm_options['gpus'] ({gpus}) is less than ['processes'] ({processes}): every worker process of a "
+                f"job needs a GPU of its own to advertise; raise cluster.slurm.gpus or lower cluster.slurm.processes"
+            )
         directives.append(f"--gres=gpu:{gpus}")
+        # the job's processes share its GPUs (SLURM sets CUDA_VISIBLE_DEVICES for the whole job)
+        worker_args += ["--resources", f"GPU={gpus // processes}"]
     return SLURMCluster(
         cores=int(cores),
         memory=str(memory),
         processes=processes,
         walltime=walltime,
-        worker_extra_args=["--lifetime", lifetime, "--lifetime-stagger", stagger],
+        worker_extra_args=worker_args,
         job_extra_directives=directives,
         **options,
     )
@@ -394,7 +492,9 @@ def _slurm_client(
     except BaseException:
         client.close()
         raise
-    return client, f"SLURM ({jobs} job(s), SLURM job id(s) {', '.join(job_ids)})"
+    gpus = (slurm_options or {}).get("gpus")
+    per_job = f" x {gpus} GPU(s)" if gpus else ""
+    return client, f"SLURM ({jobs} job(s){per_job}, SLURM job id(s) {', '.join(job_ids)})"
 
 
 def get_client(
@@ -405,6 +505,7 @@ def get_client(
     threads_per_worker: int | None = None,
     memory_limit: str | None = None,
     processes: bool = True,
+    gpus: int | None = None,
     slurm_options: Mapping[str, Any] | None = None,
     quiet: bool = False,
 ) -> Client:
@@ -419,14 +520,21 @@ def get_client(
         Where to start workers when no ``scheduler`` is given (see :data:`CLUSTERS`).
     workers : int, optional
         Worker processes (local) or SLURM jobs kept running (slurm, default 1). Local default:
-        sized to the machine (one process per core up to 4 cores, then fewer processes with
-        more threads).
+        one per CUDA device on a machine with GPUs, else sized to the machine (one process per
+        core up to 4 cores, then fewer processes with more threads). Given, it wins over the
+        GPU count: workers sized by cores, none advertising a GPU.
     threads_per_worker : int, optional
-        Threads per worker.
+        Threads per worker (local GPU workers: the machine's cores divided among them).
     memory_limit : str, optional
         Memory per worker, e.g. ``"4GB"`` (local default: the machine's memory split evenly).
     processes : bool
-        Local workers as processes (True, the default) or threads in this process.
+        Local workers as processes (True, the default) or threads in this process. GPU workers
+        as threads share every device (``"cuda"`` is torch's current device in each).
+    gpus : int, optional
+        Local GPU workers, each advertising the Dask resource ``GPU=1`` and, as processes, seeing
+        one device of its own (``dask_cuda.LocalCUDACluster`` when dask-cuda is installed). Default:
+        one per CUDA device torch sees, none without GPUs or when ``workers`` is given; ``0``: none
+        (workers sized by cores). On SLURM use ``slurm_options["gpus"]`` instead.
     slurm_options : mapping, optional
         SLURM settings, keys of :data:`SLURM_OPTIONS`; only with ``cluster="slurm"``.
     quiet : bool
@@ -455,6 +563,16 @@ def get_client(
         raise ValueError(f"unknown cluster {cluster!r}; expected one of {sorted(CLUSTERS)}")
     _check_positive("workers", workers)
     _check_positive("threads_per_worker", threads_per_worker)
+    if gpus is not None:
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ValueError(f"gpus must be None (one worker per CUDA device), 0 (none) or a positive integer; "
+                             f"got {gpus!r}")
+        if scheduler is not None or cluster != "local":
+            raise ValueError(f"gpus={gpus!r} sizes a local cluster; on SLURM pass slurm_options={{'gpus': {gpus}}}, "
+                             f"with a scheduler start its workers with `--resources GPU=1`")
+        if gpus and workers is not None and workers != gpus:
+            raise ValueError(f"workers={workers} and gpus={gpus} disagree: local GPU workers are one per GPU; "
+                             f"pass one of them")
     if slurm_options and cluster != "slurm":
         raise ValueError(f"slurm_options were given but cluster={cluster!r}; pass cluster='slurm' to use them")
     if scheduler is not None:
@@ -472,16 +590,12 @@ def get_client(
     elif cluster == "slurm":
         client, where = _slurm_client(workers, threads_per_worker, memory_limit, slurm_options, quiet)
     else:
-        n_workers, n_threads = _machine_size(workers, threads_per_worker)
-        local = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=n_threads,
-            memory_limit=memory_limit or "auto",
-            processes=processes,
-            dashboard_address=":0",
-        )
-        client = ClusterClient(local)
-        where = f"local cluster ({n_workers} worker(s) x {n_threads} thread(s))"
+        local, where = _local_cluster(workers, threads_per_worker, memory_limit, processes, gpus)
+        try:
+            client = ClusterClient(local)
+        except BaseException:
+            local.close()
+            raise
     if not quiet:
         _console.print(f"Dask {where}; dashboard: {client.dashboard_link}", soft_wrap=True)  # links unbroken in logs
     return client
