@@ -218,7 +218,6 @@ def demo(
     finally:
         if owned is not None:
             owned.close()
-    console.print(f"[bold green]report:[/bold green] {summary.report}")
     return summary
 
 
