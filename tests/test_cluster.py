@@ -76,7 +76,7 @@ def test_local_client_computes_and_closes_its_cluster(capsys):
 def test_config_cluster_section_makes_the_slurm_job_script(monkeypatch):
     import dask_jobqueue
 
-    from neurotask import cluster as cluster_module
+    from neurotask.cluster import slurm as cluster_module
     from neurotask.pipeline import client_from_config
 
     requested = []
@@ -100,7 +100,7 @@ def two_gpus(monkeypatch):
     """This machine as if it had an NVIDIA driver and two CUDA devices, and no dask-cuda."""
     import torch
 
-    from neurotask import cluster as cluster_module
+    from neurotask.cluster import local as cluster_module
 
     monkeypatch.setattr(cluster_module, "_nvidia_driver", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -169,7 +169,7 @@ def test_cpu_workers_without_gpus_or_when_workers_are_fixed(two_gpus, monkeypatc
 def test_no_driver_no_torch_import(monkeypatch):
     import torch
 
-    from neurotask import cluster as cluster_module
+    from neurotask.cluster import local as cluster_module
 
     monkeypatch.setattr(cluster_module, "_nvidia_driver", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -212,3 +212,21 @@ def test_slurm_without_gpus_advertises_none():
 def test_slurm_fewer_gpus_than_processes_is_refused():
     with pytest.raises(ValueError, match=r"\['gpus'\] \(1\) is less than \['processes'\] \(2\)"):
         slurm_cluster(slurm_options={"gpus": 1, "processes": 2})
+
+
+def test_job_watcher_prints_each_ended_job_and_its_replacement(monkeypatch, capsys):
+    from neurotask.cluster import slurm
+
+    cluster = types.SimpleNamespace(workers={"a": types.SimpleNamespace(job_id="12"),
+                                             "b": types.SimpleNamespace(job_id="13")})
+    monkeypatch.setattr(slurm, "_job_states", lambda ids: {i: ("CANCELLED", "") for i in ids})
+    watcher = slurm.JobWatcher(cluster, ["12", "13"])
+    watcher.poll()
+    assert capsys.readouterr().err == ""  # nothing changed
+    cluster.workers = {"b": cluster.workers["b"], "c": types.SimpleNamespace(job_id="15")}
+    watcher.poll()
+    err = capsys.readouterr().err
+    assert "SLURM worker job 12 ended (CANCELLED)" in err
+    assert "SLURM job(s) 15 submitted to keep 2 worker job(s) running" in err and "13" not in err
+    watcher.poll()
+    assert capsys.readouterr().err == ""  # each change is told once

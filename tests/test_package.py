@@ -40,3 +40,12 @@ def test_public_names_resolve_to_the_subpackages_functions():
     assert set(nt.__all__) <= set(dir(nt))
     with pytest.raises(AttributeError, match="no_such_name"):
         nt.no_such_name  # noqa: B018
+
+
+def test_no_module_over_600_lines():
+    from pathlib import Path
+
+    root = Path(nt.__file__).parent
+    sizes = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert len(sizes) > 50
+    assert {name: n for name, n in sizes.items() if n > 600} == {}

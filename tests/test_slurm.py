@@ -202,7 +202,8 @@ class _CancelOwnJob(DuringStep):
 
 
 @pytest.mark.slurm
-def test_worker_job_cancelled_mid_encode_is_replaced_and_results_are_identical(slurm, data, reference, tmp_path):
+def test_worker_job_cancelled_mid_encode_is_replaced_and_results_are_identical(slurm, data, reference, tmp_path,
+                                                                                capsys):
     out, marker = tmp_path / "out", tmp_path / "cancelled"
     config = make_config(data, out, slurm_section(tmp_path / "logs"), steps=["extract", "ingest", "encode"])
     # the cluster drops a lost job after lost-worker-timeout (15 s by default), then adapt() replaces it
@@ -218,6 +219,11 @@ def test_worker_job_cancelled_mid_encode_is_replaced_and_results_are_identical(s
             if cancelled not in running and len(running) == 2:
                 break
             time.sleep(1)
+        told = capsys.readouterr().err
+        while time.monotonic() < deadline and "submitted to keep 2 worker job(s)" not in told:  # polled every 5 s
+            time.sleep(1)
+            told += capsys.readouterr().err
+    assert f"SLURM worker job {cancelled} ended" in told and "submitted to keep 2 worker job(s)" in told, told
     assert summary.statuses["encode/CSI1"] == "complete", summary.statuses
     assert cancelled not in running and len(running) == 2, (cancelled, running)
     assert_same_results(out, reference, ["responses-CSI1", "noise_ceiling-CSI1", "encoding-CSI1"])

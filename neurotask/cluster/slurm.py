@@ -1,51 +1,21 @@
-"""Dask clients for neurotask: an embedded LocalCluster, an existing scheduler, or SLURM.
-
-Library functions never start clusters; they take an optional ``client`` or use the current one.
-This module is what ``neurotask.pipeline`` and the command line use to get one:
-
-* default — an embedded :class:`distributed.LocalCluster` sized to the machine (one worker
-  process per core up to four, BLAS single-threaded in each, see DESIGN §6). On a machine with
-  CUDA devices it starts one worker per device instead, each advertising the Dask resource
-  ``GPU=1`` so GPU tasks (``neurotask.backend.gpu_resources``) are routed to them one per device:
-  a ``dask_cuda.LocalCUDACluster`` when dask-cuda is installed, else a LocalCluster whose worker
-  processes each see one device (``CUDA_VISIBLE_DEVICES``, set by :class:`PinDevice`);
-* ``scheduler="tcp://host:port"`` — connect to a scheduler someone already runs
-  (``dask scheduler`` / ``dask worker``, or a cluster manager);
-* ``cluster="slurm"`` — a :class:`dask_jobqueue.SLURMCluster` whose jobs run the workers. Its
-  jobs are kept at ``workers`` (a cancelled, failed or retired job is replaced), checked with
-  ``sbatch --test-only`` before any is submitted, and waited for a bounded time: a job SLURM will
-  never start fails at once with an error naming the setting. Workers retire before the walltime.
-  With ``slurm_options["gpus"]`` the jobs request the GPUs (``--gres``) and their workers
-  advertise them as the ``GPU`` resource, so GPU tasks are routed to them.
-
-Every client prints its dashboard address. The client returned is a context manager that closes
-the cluster it started (and only that one) on exit.
-"""
+"""SLURM workers: a dask-jobqueue SLURMCluster checked before submission and waited for a bounded time."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dask.system
 from dask.utils import parse_timedelta
-from distributed import Client, LocalCluster, WorkerPlugin
-from distributed.deploy.utils import nprocesses_nthreads
-from rich.console import Console
+from distributed import Client
 
-__all__ = ["CLUSTERS", "SLURM_OPTIONS", "ClusterClient", "PinDevice", "describe", "get_client", "slurm_cluster"]
+from neurotask.cluster._client import ClusterClient, check_positive, console
 
-#: Where workers come from.
-CLUSTERS: dict[str, str] = {
-    "local": "an embedded LocalCluster on this machine",
-    "slurm": "a dask_jobqueue.SLURMCluster whose SLURM jobs run the workers",
-}
+__all__ = ["SLURM_OPTIONS", "JobWatcher", "slurm_client", "slurm_cluster"]
 
 #: The SLURM settings ``get_client(cluster="slurm", slurm_options=...)`` understands.
 SLURM_OPTIONS: dict[str, str] = {
@@ -70,119 +40,6 @@ SLURM_OPTIONS: dict[str, str] = {
     "interface": "network interface the workers listen on, e.g. 'ib0'",
     "python": "python executable on the compute nodes",
 }
-
-_SCHEDULER_PROTOCOLS = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
-
-_console = Console(stderr=True)
-
-
-class ClusterClient(Client):
-    """A :class:`distributed.Client` that also closes the cluster object it was started on."""
-
-    def close(self, *args: Any, **kwargs: Any) -> Any:
-        """Close the client, then the cluster it owns."""
-        try:
-            return super().close(*args, **kwargs)
-        finally:
-            if self.cluster is not None:
-                self.cluster.close()
-
-
-def _machine_size(workers: int | None, threads_per_worker: int | None) -> tuple[int, int]:
-    cores = dask.system.CPU_COUNT
-    if workers is None and threads_per_worker is None:
-        return nprocesses_nthreads(cores)
-    if workers is None:
-        return max(1, cores // threads_per_worker), threads_per_worker
-    if threads_per_worker is None:
-        return workers, max(1, cores // workers)
-    return workers, threads_per_worker
-
-
-def _nvidia_driver() -> bool:
-    """Whether an NVIDIA driver is installed here (``nvidia-smi`` on PATH, or ``/proc/driver/nvidia``)."""
-    return shutil.which("nvidia-smi") is not None or os.path.exists("/proc/driver/nvidia")
-
-
-def _cuda_device_count() -> int:
-    """CUDA devices torch sees in this process; 0 without torch or without an NVIDIA driver."""
-    # Without a driver torch is not even imported: it would cost every CPU-only client (an ingest,
-    # a ridge fit) ~3 s and ~400 MB, what the lazy root package saves them (tests/test_package.py).
-    if not _nvidia_driver():
-        return 0
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return int(torch.cuda.device_count())
-
-
-class PinDevice(WorkerPlugin):
-    """Worker plugin: local worker process ``i`` sees only CUDA device ``devices[i]``.
-
-    It sets ``CUDA_VISIBLE_DEVICES`` when the worker starts, before any task can initialize CUDA,
-    so ``"cuda"`` in a task is that worker's own device. For worker processes only: threads in one
-    process share its environment.
-
-    Parameters
-    ----------
-    devices : sequence of str
-        Device ordinals or UUIDs as ``CUDA_VISIBLE_DEVICES`` takes them, one per worker name 0, 1, …
-    """
-
-    name = "neurotask-pin-device"
-
-    def __init__(self, devices: Sequence[str]) -> None:
-        self.devices = list(devices)
-
-    def setup(self, worker: Any) -> None:
-        """Pin the worker named ``i`` (LocalCluster's names are 0, 1, …) to ``devices[i]``."""
-        os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[int(worker.name) % len(self.devices)]
-
-
-def _visible_devices(n_gpus: int) -> list[str]:
-    """The first ``n_gpus`` devices this process may use, as ``CUDA_VISIBLE_DEVICES`` names them."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(n_gpus)]
-    return devices[:n_gpus]
-
-
-def _local_cluster(
-    workers: int | None, threads_per_worker: int | None, memory_limit: str | None, processes: bool,
-    gpus: int | None,
-) -> tuple[LocalCluster, str]:
-    """The embedded cluster: one worker per CUDA device (unless ``workers`` is fixed or ``gpus=0``), else by cores."""
-    n_gpus = gpus if gpus is not None else (0 if workers is not None else _cuda_device_count())
-    if n_gpus == 0:
-        n_workers, n_threads = _machine_size(workers, threads_per_worker)
-        local = LocalCluster(n_workers=n_workers, threads_per_worker=n_threads, memory_limit=memory_limit or "auto",
-                             processes=processes, dashboard_address=":0")
-        return local, f"local cluster ({n_workers} worker(s) x {n_threads} thread(s))"
-    n_threads = threads_per_worker or max(1, dask.system.CPU_COUNT // n_gpus)  # the cores shared among the GPUs
-    options: dict[str, Any] = {"n_workers": n_gpus, "threads_per_worker": n_threads,
-                               "memory_limit": memory_limit or "auto", "resources": {"GPU": 1},
-                               "dashboard_address": ":0"}
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError:  # an optional dependency
-        LocalCUDACluster = None
-    if LocalCUDACluster is not None and processes:
-        # dask-cuda sets each worker's CUDA_VISIBLE_DEVICES (and CPU affinity) itself; extra
-        # keywords reach the workers, so they advertise the GPU resource like ours
-        how = "dask-cuda"
-        local = LocalCUDACluster(**options)
-    elif processes:
-        how = "one device each"
-        local = LocalCluster(processes=True, plugins={PinDevice(_visible_devices(n_gpus))}, **options)
-    else:
-        how = "threads sharing every device"
-        local = LocalCluster(processes=False, **options)
-    return local, f"local cluster ({n_gpus} GPU worker(s) x {n_threads} thread(s), {how})"
-
-
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None; got {value!r}")
 
 
 def slurm_cluster(
@@ -242,7 +99,7 @@ def slurm_cluster(
     worker_args = ["--lifetime", lifetime, "--lifetime-stagger", stagger]
     gpus = options.pop("gpus", None)
     if gpus:
-        _check_positive("slurm_options['gpus']", gpus)
+        check_positive("slurm_options['gpus']", gpus)
         if gpus < processes:
             raise ValueError(
                 f"slurm_options['gpus'] ({gpus}) is less than ['processes'] ({processes}): every worker process of a "
@@ -449,7 +306,7 @@ def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet:
     while not client.scheduler_info(n_workers=-1)["workers"]:
         job_ids = _job_ids(cluster)
         if job_ids and not announced and not quiet:
-            _console.print(f"SLURM job(s) {', '.join(job_ids)} submitted; waiting for one to start "
+            console.print(f"SLURM job(s) {', '.join(job_ids)} submitted; waiting for one to start "
                            f"(`squeue -j {','.join(job_ids)}`, up to {timeout:g} s)", soft_wrap=True)
             announced = True
         for job_id, (state, reason) in _job_states(job_ids).items():
@@ -468,7 +325,53 @@ def _wait_for_slurm_workers(cluster: Any, client: Client, timeout: float, quiet:
     return _job_ids(cluster)
 
 
-def _slurm_client(
+class JobWatcher(threading.Thread):
+    """Prints each worker job that ends and each job submitted to replace it, until stopped.
+
+    The cluster keeps its jobs up by itself (``adapt``); without this a cancelled, failed or
+    retired job and its replacement would go unseen by whoever watches the run.
+
+    Parameters
+    ----------
+    cluster : dask_jobqueue.SLURMCluster
+        The cluster whose jobs are watched.
+    known : sequence of str
+        The job ids already reported.
+    interval : float
+        Seconds between looks at the cluster's jobs.
+    """
+
+    def __init__(self, cluster: Any, known: Sequence[str], interval: float = 5.0) -> None:
+        super().__init__(name="neurotask-slurm-jobs", daemon=True)
+        self.cluster, self.known, self.interval = cluster, set(known), interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Look at the jobs every ``interval`` seconds until :meth:`stop`."""
+        while not self.stopped.wait(self.interval):
+            self.poll()
+
+    def stop(self) -> None:
+        """Stop watching (before the cluster scales down, whose ending jobs are not news)."""
+        self.stopped.set()
+
+    def poll(self) -> None:
+        """Print the jobs that ended and the jobs submitted since the last look."""
+        try:
+            current = set(_job_ids(self.cluster))
+        except RuntimeError:  # the cluster's job table changed while it was read: look again next time
+            return
+        ended, submitted = sorted(self.known - current, key=int), sorted(current - self.known, key=int)
+        self.known = current
+        states = _job_states(ended)
+        for job_id in ended:
+            console.print(f"SLURM worker job {job_id} ended ({states.get(job_id, ('ENDED', ''))[0]})", soft_wrap=True)
+        if submitted:
+            console.print(f"SLURM job(s) {', '.join(submitted)} submitted to keep {len(current)} worker job(s) "
+                          f"running (`squeue -j {','.join(submitted)}`)", soft_wrap=True)
+
+
+def slurm_client(
     workers: int | None, threads_per_worker: int | None, memory_limit: str | None,
     slurm_options: Mapping[str, Any] | None, quiet: bool,
 ) -> tuple[Client, str]:
@@ -485,129 +388,18 @@ def _slurm_client(
         slurm.close()
         raise
     if not quiet:
-        _console.print(f"Dask SLURM cluster: submitting {jobs} job(s); dashboard: {client.dashboard_link}",
-                       soft_wrap=True)
+        console.print(f"Dask SLURM cluster: submitting {jobs} job(s); dashboard: {client.dashboard_link}",
+                      soft_wrap=True)
     try:
         job_ids = _wait_for_slurm_workers(slurm, client, timeout, quiet)
     except BaseException:
         client.close()
         raise
+    if not quiet:
+        watcher = JobWatcher(slurm, job_ids)
+        client.before_close.append(watcher.stop)
+        watcher.start()
     gpus = (slurm_options or {}).get("gpus")
     per_job = f" x {gpus} GPU(s)" if gpus else ""
     return client, f"SLURM ({jobs} job(s){per_job}, SLURM job id(s) {', '.join(job_ids)})"
-
-
-def get_client(
-    scheduler: str | None = None,
-    cluster: str = "local",
-    *,
-    workers: int | None = None,
-    threads_per_worker: int | None = None,
-    memory_limit: str | None = None,
-    processes: bool = True,
-    gpus: int | None = None,
-    slurm_options: Mapping[str, Any] | None = None,
-    quiet: bool = False,
-) -> Client:
-    """A Dask client on a local cluster, an existing scheduler, or SLURM; prints the dashboard.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        Address of a running scheduler (``"tcp://host:8786"``); the client only connects, and
-        closing it leaves the scheduler and its workers running.
-    cluster : {"local", "slurm"}
-        Where to start workers when no ``scheduler`` is given (see :data:`CLUSTERS`).
-    workers : int, optional
-        Worker processes (local) or SLURM jobs kept running (slurm, default 1). Local default:
-        one per CUDA device on a machine with GPUs, else sized to the machine (one process per
-        core up to 4 cores, then fewer processes with more threads). Given, it wins over the
-        GPU count: workers sized by cores, none advertising a GPU.
-    threads_per_worker : int, optional
-        Threads per worker (local GPU workers: the machine's cores divided among them).
-    memory_limit : str, optional
-        Memory per worker, e.g. ``"4GB"`` (local default: the machine's memory split evenly).
-    processes : bool
-        Local workers as processes (True, the default) or threads in this process. GPU workers
-        as threads share every device (``"cuda"`` is torch's current device in each).
-    gpus : int, optional
-        Local GPU workers, each advertising the Dask resource ``GPU=1`` and, as processes, seeing
-        one device of its own (``dask_cuda.LocalCUDACluster`` when dask-cuda is installed). Default:
-        one per CUDA device torch sees, none without GPUs or when ``workers`` is given; ``0``: none
-        (workers sized by cores). On SLURM use ``slurm_options["gpus"]`` instead.
-    slurm_options : mapping, optional
-        SLURM settings, keys of :data:`SLURM_OPTIONS`; only with ``cluster="slurm"``.
-    quiet : bool
-        Do not print the dashboard address (nor, on SLURM, the job ids).
-
-    Returns
-    -------
-    distributed.Client
-        The current default client; use it as a context manager to close what it started. On
-        SLURM it returns once the first worker job has started and its worker connected.
-
-    Raises
-    ------
-    ValueError
-        On SLURM, when a worker job could never run (``sbatch --test-only`` refuses it, or it
-        pends with a reason such as ``PartitionTimeLimit``); the message names the setting.
-    TimeoutError
-        On SLURM, when no worker job started within ``slurm_options["start_timeout"]`` seconds.
-
-    Examples
-    --------
-    >>> with get_client(workers=2, threads_per_worker=1) as client:  # doctest: +SKIP
-    ...     fit = nt.encoding.fit(feats, resp)
-    """
-    if cluster not in CLUSTERS:
-        raise ValueError(f"unknown cluster {cluster!r}; expected one of {sorted(CLUSTERS)}")
-    _check_positive("workers", workers)
-    _check_positive("threads_per_worker", threads_per_worker)
-    if gpus is not None:
-        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
-            raise ValueError(f"gpus must be None (one worker per CUDA device), 0 (none) or a positive integer; "
-                             f"got {gpus!r}")
-        if scheduler is not None or cluster != "local":
-            raise ValueError(f"gpus={gpus!r} sizes a local cluster; on SLURM pass slurm_options={{'gpus': {gpus}}}, "
-                             f"with a scheduler start its workers with `--resources GPU=1`")
-        if gpus and workers is not None and workers != gpus:
-            raise ValueError(f"workers={workers} and gpus={gpus} disagree: local GPU workers are one per GPU; "
-                             f"pass one of them")
-    if slurm_options and cluster != "slurm":
-        raise ValueError(f"slurm_options were given but cluster={cluster!r}; pass cluster='slurm' to use them")
-    if scheduler is not None:
-        if cluster != "local":
-            raise ValueError(
-                f"pass either scheduler={scheduler!r} (connect to a running scheduler) or "
-                f"cluster={cluster!r} (start one), not both"
-            )
-        if not str(scheduler).startswith(_SCHEDULER_PROTOCOLS):
-            raise ValueError(
-                f"scheduler must be a Dask scheduler address such as 'tcp://127.0.0.1:8786'; got {scheduler!r}"
-            )
-        client = Client(scheduler)
-        where = f"scheduler {scheduler}"
-    elif cluster == "slurm":
-        client, where = _slurm_client(workers, threads_per_worker, memory_limit, slurm_options, quiet)
-    else:
-        local, where = _local_cluster(workers, threads_per_worker, memory_limit, processes, gpus)
-        try:
-            client = ClusterClient(local)
-        except BaseException:
-            local.close()
-            raise
-    if not quiet:
-        _console.print(f"Dask {where}; dashboard: {client.dashboard_link}", soft_wrap=True)  # links unbroken in logs
-    return client
-
-
-def describe(client: Client) -> dict[str, Any]:
-    """A JSON-able summary of a client's cluster (for provenance): scheduler, workers, threads."""
-    info = client.scheduler_info(n_workers=-1)
-    workers: Sequence[Mapping[str, Any]] = list(info.get("workers", {}).values())
-    return {
-        "scheduler": info.get("address", ""),
-        "workers": len(workers),
-        "threads": int(sum(w.get("nthreads", 0) for w in workers)),
-    }
 
