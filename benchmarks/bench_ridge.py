@@ -6,7 +6,7 @@ session each), N_test = 1000 trials (a sixth session), 2048 features, V voxels (
 
 * ``neurotask``          — ``nt.encoding.fit`` in one process (BLAS on all cores), responses
                            read from a zarr store;
-* ``neurotask-cluster``  — the same on a 2-worker LocalCluster (processes, 1 thread each);
+* ``neurotask-cluster``  — the same on ``neurotask.cluster.get_client``'s 2-worker LocalCluster (processes, 1 thread each);
 * ``neurotask-gcv``      — ``cv="gcv"`` (alpha by generalized CV instead of 5 folds);
 * ``himalaya-numpy`` / ``himalaya-torch`` — ``himalaya.ridge.RidgeCV(fit_intercept=True)`` with
                            the same folds (``PredefinedSplit``) and ``score_func=r2_score``;
@@ -153,10 +153,10 @@ def _run_method(method: str, store: Path, n_voxels: int, device: str = "cpu") ->
             options.update(backend="torch", device=device)
             result.update(device=device, device_sgemm_gflops=_device_sgemm(device))
         if method == "neurotask-cluster":
-            from distributed import Client, LocalCluster
+            from neurotask.cluster import get_client
 
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = Client(cluster)
+            # the cluster users get (neurotask's worker settings), 2 worker processes x 1 thread
+            client = get_client(workers=2, threads_per_worker=1, quiet=True)
             # the workers import the encoding module before the clock starts, as this process did
             client.run(importlib.import_module, "neurotask.encoding.fit")
             options["client"] = client
@@ -167,7 +167,6 @@ def _run_method(method: str, store: Path, n_voxels: int, device: str = "cpu") ->
         result["mean_r2"] = float(results.r2.mean())
         if method == "neurotask-cluster":
             client.close()
-            cluster.close()
         if method == "neurotask":  # how much of the wall time the per-model decompositions take
             from neurotask.encoding.ridge import make_ridge_factors
 

@@ -230,3 +230,19 @@ def test_job_watcher_prints_each_ended_job_and_its_replacement(monkeypatch, caps
     assert "SLURM job(s) 15 submitted to keep 2 worker job(s) running" in err and "13" not in err
     watcher.poll()
     assert capsys.readouterr().err == ""  # each change is told once
+
+
+@pytest.mark.cluster
+def test_local_worker_processes_start_with_neurotask_malloc_settings():
+    from neurotask.cluster.local import WORKER_MALLOC
+
+    def started_with() -> dict[str, str]:  # the environment the process was exec'd with (what glibc read)
+        with open("/proc/self/environ", "rb") as file:
+            pairs = [item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item]
+        return {key.decode(): value.decode() for key, value in pairs}
+
+    with get_client(workers=1, threads_per_worker=1, quiet=True) as client:
+        (env,) = client.run(started_with).values()
+    for key, value in WORKER_MALLOC.items():
+        assert env[key] == str(value)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "65536"  # Dask's own trimming is kept

@@ -7,11 +7,12 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
+import dask.config
 import dask.system
 from distributed import LocalCluster, WorkerPlugin
 from distributed.deploy.utils import nprocesses_nthreads
 
-__all__ = ["PinDevice", "local_cluster"]
+__all__ = ["WORKER_MALLOC", "PinDevice", "local_cluster"]
 
 
 def _machine_size(workers: int | None, threads_per_worker: int | None) -> tuple[int, int]:
@@ -73,11 +74,34 @@ def _visible_devices(n_gpus: int) -> list[str]:
     return devices[:n_gpus]
 
 
+#: glibc malloc settings of local worker processes, set before each starts. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` (return freed memory promptly); any explicit threshold turns off
+#: glibc's dynamic mmap threshold, so every block over 128 KiB (a ridge chunk's projections, its
+#: predictions) became a fresh mmap, page-faulted anew on every task: a ridge fit ran 12% slower
+#: on a quiet machine, ridge chunks up to 2x slower under load (benchmarks/README.md). A fixed
+#: mmap threshold at glibc's own dynamic ceiling (32 MiB on 64-bit) restores a plain process's
+#: speed and keeps Dask's trimming.
+WORKER_MALLOC: dict[str, int] = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
+
+
+def _worker_environment() -> Any:
+    """Dask config adding :data:`WORKER_MALLOC` to what nannies set before spawning a worker."""
+    return dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": value for key, value in WORKER_MALLOC.items()})
+
+
 def local_cluster(
     workers: int | None, threads_per_worker: int | None, memory_limit: str | None, processes: bool,
     gpus: int | None,
 ) -> tuple[LocalCluster, str]:
     """The embedded cluster: one worker per CUDA device (unless ``workers`` is fixed or ``gpus=0``), else by cores."""
+    with _worker_environment():
+        return _start_local(workers, threads_per_worker, memory_limit, processes, gpus)
+
+
+def _start_local(
+    workers: int | None, threads_per_worker: int | None, memory_limit: str | None, processes: bool,
+    gpus: int | None,
+) -> tuple[LocalCluster, str]:
     n_gpus = gpus if gpus is not None else (0 if workers is not None else _cuda_device_count())
     if n_gpus == 0:
         n_workers, n_threads = _machine_size(workers, threads_per_worker)
