@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -123,8 +123,9 @@ class Ingest:
 
 @dataclass
 class Rsa:
-    subsets: dict = field(default_factory=lambda: {"all": {}, "scenes": {"source": "scene"}},
-                          metadata=_help("named image subsets, e.g. {all = {}, scenes = {source = 'scene'}}"))
+    subsets: dict = field(default_factory=lambda: {"all": {}, "scenes": {"source": "scene"}}, metadata=_help(
+        "named image subsets, e.g. {all = {}, scenes = {source = 'scene'}} (the default; scenes only when the "
+        "features hold at least 3 scene images)"))
     rdm_method: Literal[tuple(RDM_METHODS)] = field(default="correlation", metadata=_help("RDM dissimilarity"))
     compare: Literal[tuple(COMPARE_METHODS)] = field(default="spearman", metadata=_help("RDM comparison"))
     backend: Literal[tuple(BACKENDS)] = field(default="numpy", metadata=_help("array backend ('auto': torch on a GPU)"))
@@ -280,10 +281,26 @@ def check_types(cfg: Mapping[str, Any], errors: list[str]) -> None:
                 errors.append(f"{key_name(section, key)}: expected {_describe(hints[key])}; got {value!r}")
 
 
-def resolve_models(value: Any, key: str, errors: list[str]) -> list[Any]:
-    """Model names after alias resolution (joint models as lists); unknown and repeated ones reported."""
+def _model_name(item: Any, key: str, known: Sequence[str], errors: list[str]) -> str | None:
+    """A model of ``known`` (a given features store's models) as it is, else a Taskonomy task (aliases resolved)."""
+    if str(item) in known:
+        return str(item)
+    try:
+        return resolve_task(str(item))
+    except ValueError:
+        expected = f"the features store's models {list(known)} or Taskonomy tasks" if known else "Taskonomy tasks such as"
+        errors.append(f"{key}: unknown model {item!r}; expected {expected} {sorted(TASKS)}")
+        return None
+
+
+def resolve_models(value: Any, key: str, errors: list[str], known: Sequence[str] = ()) -> list[Any]:
+    """Model names after alias resolution (joint models as lists); unknown and repeated ones reported.
+
+    ``known``: the models of a features store the config brings (``extract.store``): ``'all'``
+    means those, and their names are taken as they are, Taskonomy tasks or not.
+    """
     if value == "all":
-        return list(TASKS)
+        return list(known or TASKS)
     if not isinstance(value, list) or not value:
         errors.append(f"{key}: expected 'all' or a non-empty list of model names; got {value!r}")
         return []
@@ -291,12 +308,10 @@ def resolve_models(value: Any, key: str, errors: list[str]) -> list[Any]:
     seen: dict[str, Any] = {}
     for item in value:
         if isinstance(item, list):
-            out.append(resolve_models(item, key, errors) if item else [])
+            out.append(resolve_models(item, key, errors, known) if item else [])
             continue
-        try:
-            name = resolve_task(str(item))
-        except ValueError:
-            errors.append(f"{key}: unknown model {item!r}; expected Taskonomy tasks such as {sorted(TASKS)}")
+        name = _model_name(item, key, known, errors)
+        if name is None:
             continue
         if name in seen:
             same = "is listed twice" if seen[name] == item else f"and {seen[name]!r} are the same task ({name})"

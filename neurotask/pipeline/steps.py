@@ -28,7 +28,8 @@ from neurotask.stats import permutation_test, task_similarity as brain_task_simi
 from neurotask.stimuli import find_images
 from neurotask.stores.layout import outputs
 
-__all__ = ["STEP_TABLE", "Context", "StepSpec", "encode", "partition", "permute", "plan", "rsa", "similarity_of_tasks"]
+__all__ = ["STEP_TABLE", "Context", "StepSpec", "default_subsets", "encode", "partition", "permute", "plan", "rsa",
+           "similarity_of_tasks"]
 
 
 def _write(store: str | Path, result: xr.Dataset | xr.DataArray, name: str, parameters: Mapping[str, Any]) -> xr.Dataset:
@@ -163,10 +164,23 @@ def _run_noise_ceiling(ctx: Context, subject: str) -> str:
     return "complete"
 
 
+def default_subsets(features: xr.DataArray) -> dict[str, dict[str, str]]:
+    """The rsa step's subsets when the config names none: all images, and scenes where there are enough.
+
+    Features whose image ids are not BOLD5000's have ``source == "unknown"`` and no scene subset.
+    """
+    subsets: dict[str, dict[str, str]] = {"all": {}}
+    sources = select_images(features)[0]["source"].values
+    if (sources == "scene").sum() >= 3:
+        subsets["scenes"] = {"source": "scene"}
+    return subsets
+
+
 def _run_rsa(ctx: Context, subject: None) -> str:
     section = dict(ctx.cfg["rsa"])
-    subsets = section.pop("subsets")
-    rsa(ctx.features().sel(model=ctx.singles()), subsets, ctx.path("rsa"), client=ctx.client, **section)
+    features = ctx.features().sel(model=ctx.singles())
+    subsets = section.pop("subsets", None) or default_subsets(features)
+    rsa(features, subsets, ctx.path("rsa"), client=ctx.client, **section)
     return "complete"
 
 
@@ -271,13 +285,22 @@ def _inputs(ctx: Context, sections: Sequence[str], subject: str | None) -> dict[
         if "images" in extract:
             found["images"] = ctx.fingerprint("images", lambda: find_images(extract["images"]))
         elif stores.is_complete(ctx.path("features")):
-            found["features_created"] = stores.open_store(ctx.path("features")).attrs.get("created")
+            found["features_created"] = _store_identity(ctx, "features", ctx.path("features"))
     if "ingest" in sections and subject is not None:
         if "root" in ingest:
             found["bold"] = ctx.fingerprint(f"bold/{subject}", lambda: _bold_files(ingest, subject))
         elif stores.is_complete(ctx.path("responses", subject)):
-            found["responses_created"] = stores.open_store(ctx.path("responses", subject)).attrs.get("created")
+            found["responses_created"] = _store_identity(ctx, f"responses/{subject}", ctx.path("responses", subject))
     return found
+
+
+def _store_identity(ctx: Context, name: str, path: Path) -> str:
+    """A given store's identity: its creation stamp, or for a store written outside neurotask
+    (no stamp, e.g. ``Dataset.to_zarr``), the fingerprint of its files, so an edit in place counts."""
+    created = stores.open_store(path).attrs.get("created")
+    if created is not None:
+        return str(created)
+    return ctx.fingerprint(name, lambda: sorted(p for p in path.rglob("*") if p.is_file()))
 
 
 def _bold_files(ingest: Mapping[str, Any], subject: str) -> list[Path]:

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import xarray as xr
+
 from neurotask import stores
 from neurotask.fmri import available_sessions
 from neurotask.pipeline.config import (
@@ -16,10 +18,10 @@ from neurotask.pipeline.config import (
     load_config,
     resolve_models,
 )
+from neurotask.rsa import select_images
 
 __all__ = ["validate"]
 
-_DEFAULT_SUBSETS = {"all": {}, "scenes": {"source": "scene"}}
 _SUBSET_COORDS = ("source", "image")
 
 
@@ -69,10 +71,12 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
     bad = [s for s in subjects if s not in SUBJECTS]
     if bad or not subjects:
         errors.append(f"subjects: unknown subjects {bad}; expected some of {list(SUBJECTS)}")
-    cfg["models"] = resolve_models(cfg.get("models", "all"), "models", errors)
+    features = _given_features(cfg["extract"], errors)
+    known = [str(m) for m in features["model"].values] if features is not None else []
+    cfg["models"] = resolve_models(cfg.get("models", "all"), "models", errors, known)
     extract, ingest, encode = cfg["extract"], cfg["ingest"], cfg["encode"]
     if "models" in encode:
-        encode["models"] = resolve_models(encode["models"], "encode.models", errors)
+        encode["models"] = resolve_models(encode["models"], "encode.models", errors, known)
     _check_inputs(cfg, steps, errors)
     _check_sessions(cfg, errors)
     cv = encode.get("cv")
@@ -81,6 +85,7 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
     _positive(encode, "encode", ("alphas",), errors, each=True)
     _positive(cfg["permute"], "permute", ("n_permutations", "voxel_chunk", "permutation_block"), errors)
     _positive(encode, "encode", ("voxel_chunk", "factor_memory", "device_batch"), errors)
+    _positive(cfg["rsa"], "rsa", ("device_batch",), errors)
     _positive(extract, "extract", ("batch_size", "image_chunk"), errors)
     _positive(ingest, "ingest", ("trials_per_run", "voxel_chunk"), errors)
     _positive(cfg["cluster"], "cluster", ("workers", "threads_per_worker"), errors)
@@ -88,12 +93,22 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
         value = cfg[section].get(key)
         if value is not None and not 0 < value < 1:
             errors.append(f"{section}.{key}: expected a number in (0, 1); got {value!r}")
-    _check_pairs(cfg, errors)
-    _check_subsets(cfg["rsa"], errors)
+    _check_pairs(cfg, known, errors)
+    _check_subsets(cfg["rsa"], features, errors)
     _check_cluster(cfg["cluster"], errors)
-    if "extract" in steps and "store" in extract and "images" not in extract and Path(extract["store"]).exists() \
-            and stores.is_complete(extract["store"]):
-        _check_store_models(extract["store"], cfg["models"], errors)
+    if "extract" in steps and features is not None:
+        _check_store_models(extract["store"], known, cfg["models"], errors)
+
+
+def _given_features(extract: Mapping[str, Any], errors: list[str]) -> xr.DataArray | None:
+    """The features store the config brings (``extract.store`` without ``images``), opened lazily when complete."""
+    if "store" not in extract or "images" in extract or not stores.is_complete(extract["store"]):
+        return None
+    try:
+        return stores.open_features(extract["store"])
+    except (stores.StoreError, TypeError) as error:
+        errors.append(f"extract.store: {error}")
+        return None
 
 
 def _positive(table: Mapping[str, Any], section: str, keys: Sequence[str], errors: list[str], each: bool = False) -> None:
@@ -127,25 +142,45 @@ def _check_inputs(cfg: dict[str, Any], steps: Sequence[str], errors: list[str]) 
                 errors.append(f"ingest.store: {path!r} (subject {subject}) is not a complete responses store")
 
 
-def _check_pairs(cfg: dict[str, Any], errors: list[str]) -> None:
+def _check_pairs(cfg: dict[str, Any], known: Sequence[str], errors: list[str]) -> None:
     pairs = cfg["partition"].get("pairs", [])
     if pairs == "all":
         return
     if any(len(p) != 2 for p in pairs):
         errors.append(f"partition.pairs: expected 'all' or a list of [a, b] pairs; got {pairs!r}")
         return
-    cfg["partition"]["pairs"] = [resolve_models(p, "partition.pairs", errors) for p in pairs]
+    cfg["partition"]["pairs"] = [resolve_models(p, "partition.pairs", errors, known) for p in pairs]
 
 
-def _check_subsets(rsa: dict[str, Any], errors: list[str]) -> None:
-    subsets = rsa.setdefault("subsets", dict(_DEFAULT_SUBSETS))
+def _check_subsets(rsa: dict[str, Any], features: xr.DataArray | None, errors: list[str]) -> None:
+    """Each named subset: a table of image coordinate = value(s), selecting enough of the given features' images.
+
+    Without ``rsa.subsets`` the rsa step chooses (``all``, and ``scenes`` where the features hold
+    scene images: :func:`neurotask.pipeline.steps.default_subsets`).
+    """
+    subsets = rsa.get("subsets")
+    if subsets is None:
+        return
+    if not subsets:
+        errors.append("rsa.subsets: expected at least one named subset, e.g. {all = {}}; got an empty table")
     for name, where in subsets.items():
         if not isinstance(where, dict):
             errors.append(f"rsa.subsets.{name}: expected a table of coord = value; got {where!r}")
             continue
-        for coord in where:
+        for coord, wanted in where.items():
             if coord not in _SUBSET_COORDS:
                 errors.append(f"rsa.subsets.{name}: unknown image coordinate {coord!r}; expected 'source' or 'image'")
+            elif not _strings(wanted):
+                errors.append(f"rsa.subsets.{name}.{coord}: expected a string or a list of strings; got {wanted!r}")
+        if features is not None and not any(e.startswith(f"rsa.subsets.{name}") for e in errors):
+            try:
+                select_images(features, where or None)
+            except ValueError as error:
+                errors.append(f"rsa.subsets.{name}: {error}")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
 
 
 def _check_cluster(cluster: dict[str, Any], errors: list[str]) -> None:
@@ -159,8 +194,8 @@ def _check_cluster(cluster: dict[str, Any], errors: list[str]) -> None:
         errors.append(f"cluster.slurm: unknown keys {unknown}; expected some of {sorted(SLURM_OPTIONS)}")
 
 
-def _check_store_models(path: str, models: list[Any], errors: list[str]) -> None:
-    available = set(map(str, stores.open_features(path)["model"].values))
+def _check_store_models(path: str, known: Sequence[str], models: list[Any], errors: list[str]) -> None:
+    available = set(known)
     missing = sorted({m for item in models for m in (item if isinstance(item, list) else [item])} - available)
     if missing:
         errors.append(f"models: {missing} are not in the features store extract.store={path!r} (it has {sorted(available)})")

@@ -68,8 +68,8 @@ def plot_similarity(
     sim : xarray.DataArray, dims (model, model_)
         From :func:`neurotask.rsa.model_similarity` or a brain-derived similarity.
     order : "dendrogram", None, or sequence of str
-        Row/column order: the leaf order of the ``method`` linkage tree, the given order, or
-        these model names.
+        Row/column order: the leaf order of the ``method`` linkage tree (a single model has no
+        tree: its one row), the given order, or these model names.
     title : str, optional
         Default: "Model similarity (subset, n images)".
     method : str
@@ -98,7 +98,7 @@ def plot_similarity(
     if isinstance(order, str):
         if order != "dendrogram":
             raise ValueError(f"order must be 'dendrogram', None or a list of model names; got {order!r}")
-        labels = linkage(sim, method=method).leaves
+        labels = linkage(sim, method=method).leaves if len(names) > 1 else names
     elif order is None:
         labels = names
     else:

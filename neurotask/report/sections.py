@@ -65,8 +65,11 @@ def rsa(page: Page, data: Mapping[str, Any]) -> None:
         label = f"{subset} ({n} images)" if n else subset
         page.add("rsa", f"<h3>{html.escape(label)}</h3><div class=row>")
         page.figure("rsa", f"model × model RSA, {label}", lambda s=sim, t=label: plot_similarity(s, title=f"RSA: {t}"))
-        page.figure("rsa", f"dendrogram, {label}", lambda s=sim, t=label: plot_dendrogram(s, title=f"RSA tree: {t}"))
+        if sim.sizes["model"] > 1:
+            page.figure("rsa", f"dendrogram, {label}", lambda s=sim, t=label: plot_dendrogram(s, title=f"RSA tree: {t}"))
         page.add("rsa", "</div>")
+        if sim.sizes["model"] < 2:
+            page.note("rsa", "One model: no tree to draw.")
 
 
 def consistency(per_subject: xr.DataArray) -> xr.DataArray:
@@ -102,14 +105,20 @@ def task_similarity(page: Page, data: Mapping[str, Any]) -> None:
     page.add("task-similarity", "<div class=row>")
     page.figure("task-similarity", "brain-derived task similarity (mean over subjects)",
                 lambda: plot_similarity(mean, title="brain-derived task similarity"))
-    if data.get("rsa") is not None and "all" in set(map(str, data["rsa"]["subset"].values)):
-        rsa_all = data["rsa"]["similarity"].sel(subset="all").load()
-        if sorted(map(str, rsa_all["model"].values)) == sorted(map(str, mean["model"].values)) and mean.sizes["model"] > 1:
-            page.figure("task-similarity", "RSA tree (left) vs brain-derived tree (right)",
-                        lambda: compare_trees(rsa_all, mean, titles=("model RSA", "brain")))
-    else:
+    rsa_all = _rsa_on_all_images(data, mean)
+    if rsa_all is not None:
+        page.figure("task-similarity", "RSA tree (left) vs brain-derived tree (right)",
+                    lambda: compare_trees(rsa_all, mean, titles=("model RSA", "brain")))
+    elif mean.sizes["model"] > 1:
         page.figure("task-similarity", "brain-derived dendrogram", lambda: plot_dendrogram(mean))
     page.add("task-similarity", "</div>")
+    if mean.sizes["model"] < 2:
+        page.note("task-similarity", "One model: no tree to draw.")
+    shown = set(map(str, mean["model"].values))
+    flagged = [str(m) for m in mean.attrs.get("models_without_significant", []) if str(m) in shown]
+    if flagged:
+        page.note("task-similarity", f"Models without any significant voxel (in at least one subject): {', '.join(flagged)}; "
+                  "their similarity there is 0 to the other models and 1 to themselves.")
     if "similarity" in result and "subject" in result["similarity"].dims and result.sizes["subject"] > 1:
         r = consistency(result["similarity"].load())
         names = [str(s) for s in r["subject"].values]
@@ -119,6 +128,15 @@ def task_similarity(page: Page, data: Mapping[str, Any]) -> None:
         page.add("task-similarity", table([{"subject": a, **{b: float(r.sel(subject=a, subject_=b)) for b in names}} for a in names], digits=3))
     else:
         page.note("task-similarity", "One subject: no across-subject consistency to show.")
+
+
+def _rsa_on_all_images(data: Mapping[str, Any], brain: xr.DataArray) -> xr.DataArray | None:
+    """The RSA similarity on all images when it holds the brain similarity's models (at least 2), else None."""
+    result = data.get("rsa")
+    if result is None or "all" not in set(map(str, result["subset"].values)) or brain.sizes["model"] < 2:
+        return None
+    rsa_all = result["similarity"].sel(subset="all").load()
+    return rsa_all if sorted(map(str, rsa_all["model"].values)) == sorted(map(str, brain["model"].values)) else None
 
 
 def _summary(vp: xr.Dataset, pair: str, name: str) -> float | str:

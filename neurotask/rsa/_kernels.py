@@ -21,6 +21,14 @@ except ImportError:  # a private name: if scipy moves it, fall back to the publi
 _STRIP_ROWS = 512  # image rows per GEMM strip of an RDM (4916 images: 20 MB per strip)
 _PAIR_BLOCK = 1 << 18  # pairs per float64 block in the final cross products (25 models: 52 MB)
 _TAU_THREADS = 2  # each tau-a pair holds ~40 bytes per image pair (500 MB at 4916 images)
+#: Dissimilarities closer than this (relative to the largest) are one value: GEMM-based RDMs put
+#: mathematically equal ones (a one-hot category model, integer features) up to ~f·eps ≈ 5e-13
+#: apart at f = 2048 features, which would break their ties (tau-a 0.63 off, Spearman 0.01 off
+#: rsatoolbox on a hand-built category model); scipy's pdist keeps them equal.
+TIE_RTOL = 2.0**-42
+#: Squared euclidean distances below this fraction of the two norms are recomputed from the
+#: differences: the Gram identity cancels there (identical images came out ~1e-8, not 0).
+_CANCELLATION = 2.0**-20
 
 
 class UnusableFeatures(ValueError):
@@ -62,11 +70,15 @@ def _check_finite_and_varying(x: np.ndarray, method: str, model: str, images: np
         )
 
 
-def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarray | None = None) -> np.ndarray:
+def _condensed_rdm(
+    x: np.ndarray, method: str, model: str = "", images: np.ndarray | None = None, *, merge: bool = True
+) -> np.ndarray:
     """Upper triangle (scipy ``squareform`` order) of one model's RDM, float64, from (image, feature).
 
     Computed in float64 like rsatoolbox and scipy: float32 products would reorder near-equal
-    dissimilarities and move a Spearman correlation by ~1e-5 on small data.
+    dissimilarities and move a Spearman correlation by ~1e-5 on small data. ``merge``: equal up
+    to rounding made equal (:func:`merge_ties`); the ranks of model_similarity group them instead
+    (``tol`` of :func:`_sorted_groups`), without a second sort.
     """
     # 1. validate, and bring rows to the form whose inner products give the dissimilarity
     x = np.asarray(x)
@@ -92,15 +104,51 @@ def _condensed_rdm(x: np.ndarray, method: str, model: str = "", images: np.ndarr
             stop = start + n - 1 - i
             products = strip[row, row + 1 :]
             if method == "euclidean":
-                np.sqrt(np.maximum(norms[i] + norms[i + 1 :] - 2.0 * products, 0.0), out=out[start:stop])
+                np.sqrt(_squared_distances(y, norms, i, products), out=out[start:stop])
             else:
                 np.subtract(1.0, products, out=out[start:stop])
             start = stop
-    return out
+    # 3. one value for dissimilarities equal up to the GEMMs' rounding, as pdist computes them
+    return merge_ties(out) if merge else out
 
 
-def _sorted_groups(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _squared_distances(y: np.ndarray, norms: np.ndarray, i: int, products: np.ndarray) -> np.ndarray:
+    """Squared euclidean distances of row ``i`` to the rows after it, from the Gram identity,
+    recomputed from the differences where it cancels (near-identical rows)."""
+    scale = norms[i] + norms[i + 1 :]
+    squared = np.maximum(scale - 2.0 * products, 0.0)
+    close = np.flatnonzero(squared < _CANCELLATION * scale)
+    if close.size:
+        differences = y[i + 1 + close] - y[i]
+        squared[close] = np.einsum("ij,ij->i", differences, differences)
+    return squared
+
+
+def tie_tolerance(v: np.ndarray) -> float:
+    """:data:`TIE_RTOL` times ``max |v|``: the distance below which dissimilarities are one value."""
+    return TIE_RTOL * float(np.max(np.abs(v))) if v.size else 0.0
+
+
+def merge_ties(v: np.ndarray) -> np.ndarray:
+    """``v`` with each run of values closer than :func:`tie_tolerance` set to its smallest, in place.
+
+    Neighbours in sorted order are compared, so a run may chain values that together span more
+    than the tolerance: at 12M correlation distances of random features (crowded near 1) ~300
+    distinct pairs merge, each moving by < 3e-13, below the RDM's own rounding.
+    """
+    if v.size < 2:
+        return v
+    position, first = _sorted_groups(v, tie_tolerance(v))
+    if not first.all():
+        ordered = v[position]
+        v[position] = ordered[first][np.cumsum(first) - 1]
+    return v
+
+
+def _sorted_groups(v: np.ndarray, tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Sort P floats: the positions in sorted order, and which sorted element starts a tie group.
+
+    ``tol > 0``: a group also holds the sorted neighbours up to ``tol`` above the previous one.
 
     A fixed-point key of each value over the values' range (monotone, so it never reverses an
     order) and the position are packed into one uint64 and sorted in place — several times
@@ -146,12 +194,14 @@ def _sorted_groups(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         position[members] = positions[order]
         values = values[order]
         first[members[1:]] |= values[1:] != values[:-1]
+    if tol > 0:
+        np.greater(np.diff(v[position]), tol, out=first[1:])
     return position, first
 
 
-def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
-    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties, doubled to be integers."""
-    position, first = _sorted_groups(v)
+def _doubled_centered_ranks(v: np.ndarray, tol: float = 0.0) -> np.ndarray:
+    """``2·rankdata(v) − (P + 1)`` as int32: average ranks of ties (within ``tol``), doubled to be integers."""
+    position, first = _sorted_groups(v, tol)
     p = position.size
     # the group at sorted positions start..stop-1 has the rank (start + 1 + stop) / 2
     starts = np.flatnonzero(first)
@@ -168,9 +218,9 @@ def _doubled_centered_ranks(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dense_ranks(v: np.ndarray) -> np.ndarray:
-    """``rankdata(v, method="dense")`` as int32 (1, 2, …; ties share a rank)."""
-    position, first = _sorted_groups(v)
+def _dense_ranks(v: np.ndarray, tol: float = 0.0) -> np.ndarray:
+    """``rankdata(v, method="dense")`` as int32 (1, 2, …; ties, within ``tol``, share a rank)."""
+    position, first = _sorted_groups(v, tol)
     out = np.empty(position.size, dtype=np.int32)
     out[position] = np.cumsum(first, dtype=np.int32)
     return out
@@ -249,20 +299,21 @@ def _tau_a_matrix(vectors: np.ndarray, progress: Callable[[], None] | None = Non
 
 
 #: compare method → per-model transform of a condensed RDM: (vector to keep, offset to subtract)
-def _keep_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
-    return _doubled_centered_ranks(v), 0.0
+def _keep_ranks(v: np.ndarray, tol: float = 0.0) -> tuple[np.ndarray, float]:
+    return _doubled_centered_ranks(v, tol), 0.0
 
 
-def _keep_dense_ranks(v: np.ndarray) -> tuple[np.ndarray, float]:
-    return _dense_ranks(v), 0.0
+def _keep_dense_ranks(v: np.ndarray, tol: float = 0.0) -> tuple[np.ndarray, float]:
+    return _dense_ranks(v, tol), 0.0
 
 
-def _keep_values(v: np.ndarray) -> tuple[np.ndarray, float]:
+def _keep_values(v: np.ndarray, tol: float = 0.0) -> tuple[np.ndarray, float]:
+    # ties do not matter to Pearson: tol is not used
     # float32 storage halves memory; rounding moves a Pearson r by ~1e-8
     return v.astype(np.float32), float(v.mean())
 
 
-_TRANSFORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, float]]] = {
+_TRANSFORMS: dict[str, Callable[[np.ndarray, float], tuple[np.ndarray, float]]] = {
     "spearman": _keep_ranks,
     "tau-a": _keep_dense_ranks,  # they keep the order and the ties: tau-a on them equals tau-a on values
     "pearson": _keep_values,
@@ -278,6 +329,7 @@ def _model_vector(
     (this runs as one task per model, whose inputs may be a bare block of a lazy array).
     """
     try:
-        return _TRANSFORMS[compare](_condensed_rdm(x, method, "", images))
+        rdm = _condensed_rdm(x, method, "", images, merge=False)
+        return _TRANSFORMS[compare](rdm, tie_tolerance(rdm))
     except UnusableFeatures as problem:
         return problem

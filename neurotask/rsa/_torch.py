@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from neurotask import backend as backends
-from neurotask.rsa._kernels import _PAIR_BLOCK, _STRIP_ROWS, UnusableFeatures, _check_finite_and_varying
+from neurotask.rsa._kernels import (
+    _CANCELLATION,
+    _PAIR_BLOCK,
+    _STRIP_ROWS,
+    TIE_RTOL,
+    UnusableFeatures,
+    _check_finite_and_varying,
+)
 
 __all__ = ["condensed_rdm", "cross_products", "model_vector"]
 
@@ -43,8 +50,11 @@ def _pairs_per_step(n_pairs: int, bytes_per_pair: int, device: str, device_batch
     return backends.voxel_batch(n_pairs, bytes_per_pair, device, limit=limit)
 
 
-def condensed_rdm(x: np.ndarray, method: str, device: str, device_batch: int | None = None) -> Any:
+def condensed_rdm(x: np.ndarray, method: str, device: str, device_batch: int | None = None, *,
+                  merge: bool = True) -> Any:
     """Upper triangle (scipy ``squareform`` order) of one model's RDM, a float64 tensor on ``device``.
+
+    ``merge``: values equal up to rounding made equal (:func:`merge_ties`), as numpy's.
 
     ``x`` (image, feature) must already be checked (:func:`~neurotask.rsa._kernels._check_finite_and_varying`).
     """
@@ -70,32 +80,67 @@ def condensed_rdm(x: np.ndarray, method: str, device: str, device_batch: int | N
         count = strip.shape[0]
         upper = torch.arange(n - first, device=device)[None, :] > torch.arange(count, device=device)[:, None]
         if method == "euclidean":
-            squared = (norms[first : first + count, None] + norms[None, first:]) - 2.0 * strip
-            values = torch.sqrt(squared[upper].clamp_min(0.0))
+            values = torch.sqrt(_squared_distances(y, norms, first, strip, upper)[upper].clamp_min(0.0))
         else:
             values = 1.0 - strip[upper]
         out[start : start + values.numel()] = values
         start += values.numel()
-    return out
+    # 3. one value for dissimilarities equal up to the GEMMs' rounding (as numpy)
+    return merge_ties(out) if merge else out
 
 
-def _sorted_groups(v: Any) -> tuple[Any, Any]:
-    """Sorting positions of ``v`` and which sorted element starts a group of exactly equal values."""
+def _squared_distances(y: Any, norms: Any, first: int, strip: Any, upper: Any) -> Any:
+    """A strip's squared euclidean distances from the Gram identity, recomputed from the
+    differences where it cancels (as :func:`neurotask.rsa._kernels._squared_distances`)."""
+    import torch
+
+    scale = norms[first : first + strip.shape[0], None] + norms[None, first:]
+    squared = scale - 2.0 * strip
+    rows, cols = torch.nonzero(upper & (squared < _CANCELLATION * scale), as_tuple=True)
+    if rows.numel():
+        differences = y[first + cols] - y[first + rows]
+        squared[rows, cols] = torch.einsum("ij,ij->i", differences, differences)
+    return squared
+
+
+def merge_ties(v: Any) -> Any:
+    """Runs of values closer than ``TIE_RTOL · max |v|`` set to their smallest, in place
+    (:func:`neurotask.rsa._kernels.merge_ties` on the device)."""
+    import torch
+
+    if v.numel() < 2:
+        return v
+    ordered, position = torch.sort(v)
+    first = torch.ones(v.numel(), dtype=torch.bool, device=v.device)
+    torch.gt(ordered[1:] - ordered[:-1], _tie_tolerance(v), out=first[1:])
+    v[position] = ordered[first][torch.cumsum(first, 0) - 1]
+    return v
+
+
+def _tie_tolerance(v: Any) -> float:
+    return TIE_RTOL * float(v.abs().max()) if v.numel() else 0.0
+
+
+def _sorted_groups(v: Any, tol: float = 0.0) -> tuple[Any, Any]:
+    """Sorting positions of ``v`` and which sorted element starts a group of equal values (within ``tol``)."""
     import torch
 
     if v.numel() >= 2**31:
         raise ValueError(f"{v.numel()} pairs exceed the int32 rank range (at most ~65,000 images)")
     values, position = torch.sort(v)
     first = torch.ones(v.numel(), dtype=torch.bool, device=v.device)
-    torch.ne(values[1:], values[:-1], out=first[1:])
+    if tol > 0:
+        torch.gt(values[1:] - values[:-1], tol, out=first[1:])
+    else:
+        torch.ne(values[1:], values[:-1], out=first[1:])
     return position, first
 
 
-def doubled_centered_ranks(v: Any) -> Any:
-    """``2·rankdata(v) − (P + 1)`` as an int32 tensor (ties averaged, doubled to be integers)."""
+def doubled_centered_ranks(v: Any, tol: float = 0.0) -> Any:
+    """``2·rankdata(v) − (P + 1)`` as an int32 tensor (ties, within ``tol``, averaged, doubled to be integers)."""
     import torch
 
-    position, first = _sorted_groups(v)
+    position, first = _sorted_groups(v, tol)
     p = v.numel()
     starts = torch.nonzero(first).squeeze(1)
     ends = torch.empty_like(starts)
@@ -107,11 +152,11 @@ def doubled_centered_ranks(v: Any) -> Any:
     return out
 
 
-def dense_ranks(v: Any) -> Any:
-    """``rankdata(v, method="dense")`` as an int32 tensor."""
+def dense_ranks(v: Any, tol: float = 0.0) -> Any:
+    """``rankdata(v, method="dense")`` as an int32 tensor (ties within ``tol``)."""
     import torch
 
-    position, first = _sorted_groups(v)
+    position, first = _sorted_groups(v, tol)
     out = torch.empty(v.numel(), dtype=torch.int32, device=v.device)
     out[position] = torch.cumsum(first, 0, dtype=torch.int32)
     return out
@@ -122,9 +167,9 @@ def _reduce(rdm: Any, compare: str) -> tuple[np.ndarray, float]:
     import torch
 
     if compare == "spearman":
-        return doubled_centered_ranks(rdm).cpu().numpy(), 0.0
+        return doubled_centered_ranks(rdm, _tie_tolerance(rdm)).cpu().numpy(), 0.0
     if compare == "tau-a":
-        return dense_ranks(rdm).cpu().numpy(), 0.0
+        return dense_ranks(rdm, _tie_tolerance(rdm)).cpu().numpy(), 0.0
     return rdm.to(torch.float32).cpu().numpy(), float(rdm.mean())
 
 
@@ -137,7 +182,7 @@ def model_vector(
         _check_finite_and_varying(x, method, "", images)
     except UnusableFeatures as problem:
         return problem
-    return _reduce(condensed_rdm(x, method, device, device_batch), compare)
+    return _reduce(condensed_rdm(x, method, device, device_batch, merge=False), compare)
 
 
 def cross_products(vectors: np.ndarray, offsets: np.ndarray, device: str, device_batch: int | None = None) -> np.ndarray:

@@ -78,7 +78,8 @@ def compare_rdms(rdms: xr.DataArray, compare: str = "spearman") -> xr.DataArray:
     Returns
     -------
     xarray.DataArray, dims (model, model_), float64
-        Computed. Equals rsatoolbox's ``compare(rdms, rdms, method)``.
+        Computed. Equals rsatoolbox's ``compare(rdms, rdms, method)`` off the diagonal; the
+        diagonal is 1 (for tau-a of an RDM with ties, rsatoolbox's is ``1 − tied pairs / all pairs``).
 
     Raises
     ------
@@ -101,7 +102,7 @@ def compare_rdms(rdms: xr.DataArray, compare: str = "spearman") -> xr.DataArray:
         values = np.asarray(rdms.isel(model=m).values, dtype=np.float64)
         if not np.isfinite(values).all():
             raise ValueError(f"the RDM of model {model!r} holds NaN/inf; compute it on images with finite features")
-        transformed.append(_TRANSFORMS[compare](values))
+        transformed.append(_TRANSFORMS[compare](values, 0.0))  # given RDMs: their ties exactly
     vectors = np.stack([v for v, _ in transformed])
     offsets = np.array([o for _, o in transformed])
     sim = _finish(vectors, offsets, compare)

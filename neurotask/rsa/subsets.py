@@ -107,8 +107,17 @@ def select_images(features: xr.DataArray, subset: Any = None) -> tuple[xr.DataAr
         mask, description = _array_mask(features, subset)
     count = int(mask.sum())
     if count < 3:
-        raise ValueError(
-            f"subset {description!r} selects {count} images; an RDM comparison needs at least 3 images "
-            f"(2 dissimilarities cannot be rank-correlated). Choose a larger subset."
-        )
+        raise ValueError(_too_few(description, count, features, by_label=isinstance(subset, (str, Mapping))))
     return features.isel(image=np.flatnonzero(mask)), description
+
+
+def _too_few(description: str, count: int, features: xr.DataArray, *, by_label: bool) -> str:
+    """Why a subset of fewer than 3 images is refused; for a selection by label, the sources there are."""
+    noun = "image" if count == 1 else "images"
+    text = (f"subset {description!r} selects {count} {noun} of {features.sizes['image']}; an RDM comparison needs "
+            "at least 3 images (3 image pairs to rank). ")
+    if by_label:
+        sources, counts = np.unique(plain(features["source"].values).astype(str), return_counts=True)
+        text += f"The images' sources: {dict(zip(sources.tolist(), counts.tolist()))}"
+        text += " (ids that are not BOLD5000's have source 'unknown'). " if "unknown" in sources else ". "
+    return text + "Choose a larger subset."

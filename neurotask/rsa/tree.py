@@ -93,7 +93,8 @@ def linkage(similarity: xr.DataArray, method: str = "average") -> Tree:
     Raises
     ------
     ValueError
-        For an unknown method, wrong dims, infinite values or an asymmetric matrix.
+        For an unknown method, wrong dims, fewer than 2 models, infinite values or an asymmetric
+        matrix.
 
     Examples
     --------
@@ -106,6 +107,8 @@ def linkage(similarity: xr.DataArray, method: str = "average") -> Tree:
     if set(similarity.dims) != {"model", "model_"}:
         raise ValueError(f"similarity must have dims ('model', 'model_'); got {similarity.dims}")
     labels = [str(m) for m in similarity["model"].values]
+    if len(labels) < 2:
+        raise ValueError(f"a tree needs at least 2 models; similarity has {len(labels)} ({labels})")
     values = _undefined_as_unrelated(np.asarray(similarity.transpose("model", "model_").values, dtype=np.float64), labels)
     if not np.all(np.isfinite(values)) or not np.allclose(values, values.T, atol=1e-10):
         raise ValueError("similarity must be finite and symmetric (model × model)")

@@ -11,19 +11,33 @@ import zarr
 from neurotask.stores.schema import COMPLETE_ATTR, DONE_VARIABLE, SCHEMAS, StoreError, _DONE_DIM_PREFIX, _validate
 
 
+def _is_foreign(group: zarr.Group) -> bool:
+    """Whether a zarr group holding arrays was written by something other than neurotask's writers.
+
+    Every neurotask writer stamps ``neurotask_complete = False`` with its template, before any
+    array exists, and keeps completion flags; a store with neither (``Dataset.to_zarr`` by a
+    user) is taken as its writer left it: complete.
+    """
+    return COMPLETE_ATTR not in group.attrs and DONE_VARIABLE not in group and any(True for _ in group.array_keys())
+
+
 def is_complete(path: str | os.PathLike[str]) -> bool:
-    """Whether a store exists and was finalized (all its regions written)."""
+    """Whether a store exists and was finalized (all its regions written), or was written outside neurotask.
+
+    A zarr group with arrays but without neurotask's completion attr (e.g. written with
+    ``xarray.Dataset.to_zarr``) counts as complete: there is no record of an interruption.
+    """
     try:
         group = zarr.open_group(str(path), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return False
-    return bool(group.attrs.get(COMPLETE_ATTR, False))
+    return bool(group.attrs.get(COMPLETE_ATTR, False)) or _is_foreign(group)
 
 
 def open_store(
     path: str | os.PathLike[str], *, kind: str = "store", allow_incomplete: bool = False
 ) -> xr.Dataset:
-    """Open any neurotask store lazily (dask-backed), refusing incomplete ones.
+    """Open any neurotask store (or one written with ``xarray.Dataset.to_zarr``) lazily, refusing incomplete ones.
 
     Parameters
     ----------
@@ -49,7 +63,7 @@ def open_store(
         ds = xr.open_zarr(path, consolidated=False, chunks={})
     except Exception as error:  # zarr/xarray raise several types for a non-store directory
         raise StoreError(f"{str(path)!r} is not a readable zarr store ({error}).") from error
-    if not allow_incomplete and not ds.attrs.get(COMPLETE_ATTR, False):
+    if not allow_incomplete and not is_complete(path):
         done = ds[DONE_VARIABLE].values if DONE_VARIABLE in ds else None
         progress = f" ({int(done.sum())} of {done.size} regions written)" if done is not None else ""
         raise StoreError(
