@@ -210,7 +210,8 @@ def load_bold5000(
     root : path-like
         Release 2: the folder holding the downloaded files (``CSI1_GLMbetas-…_ses-01.nii.gz``,
         ``CSI1_brainmask.nii.gz``, ``CSI1_imgnames.txt``), or a folder up to three levels above it.
-        Release 1: the folder holding ``ROIs/``. BIDS: the dataset folder holding ``sub-CSIx/``.
+        Release 1: the folder holding ``ROIs/`` (or ``ROIs/`` itself). BIDS: the dataset folder
+        holding ``sub-CSIx/``.
     subject : str or int
         ``"CSI1"`` … ``"CSI4"`` (``"sub-CSI1"`` and ``1`` are accepted).
     release : {2, 1, "bids"}

@@ -44,7 +44,8 @@ def read_layout(root: str | os.PathLike[str], subject: str | int = "CSI1", relea
     ----------
     root : path-like
         Release 2: the folder holding the downloaded files, or a folder up to three levels above
-        it. Release 1: the folder holding ``ROIs/``. BIDS: the dataset folder (``sub-CSIX/``).
+        it. Release 1: the folder holding ``ROIs/`` (or ``ROIs/`` itself). BIDS: the dataset folder
+        (``sub-CSIX/``).
     subject : str or int
         ``"CSI1"`` … ``"CSI4"``.
     release : {2, 1, "bids"}

@@ -1,11 +1,15 @@
 """Release 1 (ROI responses): ``ROIs/CSIX/mat/CSIX_ROIs_TR<k>.mat`` and the stimulus lists.
 
 Each file holds one (trial, voxel) matrix per ROI (BOLD5000 spells some ROIs ``LHLO``/``RHLO``/
-``RHRRSC``; they are mapped to :data:`ROIS`), readable by ``scipy.io.loadmat`` or, for the
-MATLAB v7.3 copies, h5py. ``ROIs/stim_lists/CSI0X_stim_lists.txt`` lists the trials, repeated
-images prefixed ``rep_``. The files do not say where sessions start: ``session_trials`` when
-given, else the trial counts of release-2 betas in the same tree, else the real sessions of
-:data:`SESSION_RUNS` when the list covers whole sessions, else one session.
+``RHRRSC``; they are mapped to :data:`ROIS`), readable by ``scipy.io.loadmat`` (MATLAB v5) or
+h5py (MATLAB v7.3, whose matrices HDF5 stores transposed). The release also ships HDF5 copies,
+``ROIs/CSIX/h5/CSIX_ROIs_TR<k>.h5``, with (trial, voxel) datasets as stored; they are read when
+the ``.mat`` file is absent (as is a ``.h5`` file beside the ``.mat`` files). A matrix whose rows
+do not match the stimulus list but whose columns do is transposed: a (voxel, trial) matrix is
+never meant. ``ROIs/stim_lists/CSI0X_stim_lists.txt`` lists the trials, repeated images prefixed
+``rep_``. The files do not say where sessions start: ``session_trials`` when given, else the trial
+counts of release-2 betas in the same tree, else the real sessions of :data:`SESSION_RUNS` when
+the list covers whole sessions, else one session.
 """
 
 from __future__ import annotations
@@ -45,17 +49,25 @@ def _tr_files(tr: int | Sequence[int]) -> tuple[str, ...]:
     return tuple(f"TR{t}" for t in trs)
 
 
+def _rois_folder(root: Path) -> Path:
+    """``root/ROIs``, or ``root`` itself when it is that folder (it holds ``stim_lists/``)."""
+    return root if not (root / "ROIs").is_dir() and (root / "stim_lists").is_dir() else root / "ROIs"
+
+
 def find_release1(root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4)) -> Release1Files:
-    """The ROI files of the chosen TRs and the stimulus list (``.mat`` preferred over ``.h5``)."""
-    folder = root / "ROIs" / subject / "mat"
+    """The ROI files of the chosen TRs and the stimulus list (``mat/*.mat`` preferred over ``h5/*.h5``)."""
+    folder = _rois_folder(root) / subject
     files = []
     for name in _tr_files(tr):
-        candidates = [folder / f"{subject}_ROIs_{name}.{ext}" for ext in ("mat", "h5")]
+        stem = f"{subject}_ROIs_{name}"
+        candidates = [folder / "mat" / f"{stem}.mat", folder / "h5" / f"{stem}.h5", folder / "mat" / f"{stem}.h5"]
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
-            raise FileNotFoundError(f"release-1 ROI file {candidates[0]} (or .h5) is missing; check root, subject and tr")
+            raise FileNotFoundError(
+                f"release-1 ROI file {candidates[0]} (or {candidates[1]}) is missing; check root, subject and tr"
+            )
         files.append(path)
-    stim_list = root / "ROIs" / "stim_lists" / f"CSI{int(subject.removeprefix('CSI')):02d}_stim_lists.txt"
+    stim_list = _rois_folder(root) / "stim_lists" / f"CSI{int(subject.removeprefix('CSI')):02d}_stim_lists.txt"
     if not stim_list.exists():
         raise FileNotFoundError(f"the release-1 stimulus list {stim_list} is missing")
     return Release1Files(tuple(files), stim_list)
@@ -73,8 +85,25 @@ def _load_roi_file(path: Path) -> dict[str, np.ndarray]:
             return {canonical_roi(k): np.asarray(v, dtype=np.float32) for k, v in content.items() if not k.startswith("__")}
     import h5py
 
-    with h5py.File(path, "r") as f:  # HDF5 stores MATLAB matrices transposed
-        return {canonical_roi(k): np.asarray(f[k], dtype=np.float32).T for k in f.keys() if not k.startswith("#")}
+    transposed = path.suffix == ".mat"  # MATLAB v7.3 writes column-major matrices; the .h5 copies are (trial, voxel)
+    matrices = {}
+    with h5py.File(path, "r") as f:
+        for key in (k for k in f.keys() if not k.startswith("#")):
+            values = np.asarray(f[key], dtype=np.float32)
+            matrices[canonical_roi(key)] = values.T if transposed else values
+    return matrices
+
+
+def _orient(values: np.ndarray, n_trials: int, path: Path, roi: str) -> np.ndarray:
+    """``values`` as (trial, voxel): transposed when only its columns match the stimulus list."""
+    if values.ndim == 2 and values.shape[0] != n_trials and values.shape[1] == n_trials:
+        return values.T
+    if values.ndim != 2 or values.shape[0] != n_trials:
+        raise ValueError(
+            f"{path.name}: {roi} has shape {values.shape}, but the stimulus list has {n_trials} trials; the ROI files "
+            f"and the list must be the same subject's"
+        )
+    return values
 
 
 def betas_sessions(root: Path, subject: str) -> dict[int, Path] | None:
@@ -132,15 +161,13 @@ def read_release1(
 ) -> Layout:
     """The release-1 :class:`Layout` of one subject (the ROI matrices are read here, in memory)."""
     found = find_release1(root, subject, tr=tr)
+    stimuli = [name.removeprefix("rep_") for name in read_lines(found.stim_list)]
     matrices: dict[str, np.ndarray] = {}
     for path in found.matrices:
         for roi, values in _load_roi_file(path).items():
-            matrices[roi] = matrices.get(roi, 0) + values / len(found.matrices)
-    stimuli = [name.removeprefix("rep_") for name in read_lines(found.stim_list)]
+            matrices[roi] = matrices.get(roi, 0) + _orient(values, len(stimuli), path, roi) / len(found.matrices)
     rois = [r for r in ROIS if r in matrices] + sorted(r for r in matrices if r not in ROIS)
     data = np.concatenate([matrices[r] for r in rois], axis=1).astype(np.float32)
-    if data.shape[0] != len(stimuli):
-        raise ValueError(f"{found.stim_list.name} lists {len(stimuli)} trials but the ROI matrices hold {data.shape[0]}")
     column_roi = np.concatenate([np.full(matrices[r].shape[1], r, dtype=object) for r in rois])
     sizes, source = session_sizes(root, subject, len(stimuli), session_trials)
     bounds = np.cumsum([0, *sizes])

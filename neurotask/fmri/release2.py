@@ -11,9 +11,9 @@ down), or the ``derivatives/GLMsingle/CSIX/`` tree of earlier neurotask versions
 is read beside the betas, else from the stimulus archive's
 ``Stimuli_Presentation_Lists/CSIX/CSIX_imgnames.txt`` under ``root``. ROI masks come from
 OpenNeuro's ``derivatives/spm/sub-CSIX/sub-CSIX_mask-<ROI>.nii.gz`` (or ``CSIX_mask-<ROI>`` files)
-anywhere in the searched folders, BOLD5000's spellings mapped to :data:`ROIS` (``LHLO`` →
-``LHLOC``). Two folders holding the same kind of file for the subject is an error that lists
-both: which one is meant cannot be guessed.
+in the searched folders or in a ``derivatives/spm/sub-CSIX/`` below any of them, BOLD5000's
+spellings mapped to :data:`ROIS` (``LHLO`` → ``LHLOC``). Two folders holding the same kind of
+file for the subject is an error that lists both: which one is meant cannot be guessed.
 """
 
 from __future__ import annotations
@@ -149,11 +149,25 @@ def _find_names(root: Path, subject: str, folder: Path, folders: list[tuple[Path
     return lists[0]
 
 
+def _openneuro_roi_folders(subject: str, folders: list[tuple[Path, list[str]]]) -> list[tuple[Path, list[str]]]:
+    """OpenNeuro's ``derivatives/spm/sub-CSIX/`` below any searched folder, however deep it then lies."""
+    found = []
+    for folder, _ in folders:
+        spm = folder / "derivatives" / "spm" / f"sub-{subject}"
+        if spm.is_dir():
+            found.append((spm, sorted(p.name for p in spm.iterdir() if p.is_file())))
+    return found
+
+
 def find_rois(root: Path, subject: str, folders: list[tuple[Path, list[str]]]) -> dict[str, Path]:
-    """ROI masks ``(sub-)CSIX_mask-<ROI>.nii(.gz)`` in one folder, by canonical ROI name."""
+    """ROI masks ``(sub-)CSIX_mask-<ROI>.nii(.gz)`` in one folder, by canonical ROI name.
+
+    Searched: ``folders``, and OpenNeuro's ``derivatives/spm/sub-CSIX/`` below each of them (so a
+    ds001499 tree beside the betas' folder, or one inside it, is found from a root above both).
+    """
     pattern = re.compile(rf"(?:sub-)?{subject}_mask-(?P<roi>[A-Za-z0-9]+)\.nii(?:\.gz)?")
     by_folder: dict[Path, dict[str, Path]] = {}
-    for folder, files in folders:
+    for folder, files in dict(folders + _openneuro_roi_folders(subject, folders)).items():
         for name in files:
             match = pattern.fullmatch(name)
             if match:
