@@ -246,3 +246,16 @@ def test_local_worker_processes_start_with_neurotask_malloc_settings():
     for key, value in WORKER_MALLOC.items():
         assert env[key] == str(value)
     assert env["MALLOC_TRIM_THRESHOLD_"] == "65536"  # Dask's own trimming is kept
+
+
+def test_slurm_workers_start_with_the_local_workers_malloc_settings():
+    from neurotask.cluster.local import WORKER_MALLOC
+
+    cluster = slurm_cluster(slurm_options={"job_script_prologue": ["module load cuda"]})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    lines = script.splitlines()
+    exports = [lines.index(f"export {key}={value}") for key, value in WORKER_MALLOC.items()]
+    assert max(exports) < lines.index("module load cuda")  # the user's prologue still runs, after ours

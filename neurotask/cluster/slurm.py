@@ -14,6 +14,7 @@ from dask.utils import parse_timedelta
 from distributed import Client
 
 from neurotask.cluster._client import ClusterClient, check_positive, console
+from neurotask.cluster.local import WORKER_MALLOC
 
 __all__ = ["SLURM_OPTIONS", "JobWatcher", "slurm_client", "slurm_cluster"]
 
@@ -96,6 +97,9 @@ def slurm_cluster(
     lifetime, stagger = _worker_lifetime(walltime, options.pop("lifetime", None), options.pop("lifetime_stagger", None))
     _start_timeout(options.pop("start_timeout", None))  # get_client's wait, not a job setting: checked here
     directives = list(options.pop("job_extra_directives", []))
+    # the worker processes inherit the nanny's environment: the same malloc settings as local workers
+    prologue = [f"export {key}={value}" for key, value in WORKER_MALLOC.items()]
+    prologue += list(options.pop("job_script_prologue", []))
     worker_args = ["--lifetime", lifetime, "--lifetime-stagger", stagger]
     gpus = options.pop("gpus", None)
     if gpus:
@@ -115,6 +119,7 @@ def slurm_cluster(
         walltime=walltime,
         worker_extra_args=worker_args,
         job_extra_directives=directives,
+        job_script_prologue=prologue,
         **options,
     )
 
