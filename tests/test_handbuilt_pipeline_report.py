@@ -207,3 +207,40 @@ def test_an_edited_user_store_invalidates_the_run(handbuilt, tmp_path):
         features["features"] = features["features"] * -1.0
         features.to_zarr(root / "features-plain.zarr", mode="w")
         assert pipeline.run(cfg, steps=["extract", "rsa"]).statuses["rsa"] == "complete"
+
+
+# --------------------------------------------------------------------------------------------
+# brain-derived task similarity on hand-built fits: a model without significant voxels
+
+
+def handbuilt_fit(seed: int, dead: tuple[str, ...]) -> tuple[xr.Dataset, xr.Dataset]:
+    """An encoding fit (r per model × voxel) and its significance, ``dead`` models with none."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(-0.2, 0.6, (len(MODELS), 40))
+    significant = r > 0.3
+    significant[[MODELS.index(m) for m in dead]] = False
+    fit = xr.Dataset({"r": (("model", "voxel"), r)}, coords={"model": MODELS})
+    return fit, xr.Dataset({"significant": (("model", "voxel"), significant)}, coords={"model": MODELS})
+
+
+@pytest.mark.parametrize("dead", [("noise_net",), tuple(MODELS)], ids=["one-model", "every-model"])
+def test_task_similarity_without_significant_voxels_stays_finite_and_drawable(dead):
+    import matplotlib.pyplot as plt
+
+    from neurotask import plotting, rsa, stats
+
+    subjects = [handbuilt_fit(1, dead), handbuilt_fit(2, ())]
+    with pytest.warns(RuntimeWarning, match="no significant voxel"):
+        single = stats.task_similarity(*subjects[0])
+    with pytest.warns(RuntimeWarning, match="no significant voxel"):
+        mean = stats.task_similarity(subjects)
+    for sim in (single, mean):
+        assert list(sim.attrs["models_without_significant"]) == list(dead)
+        assert np.isfinite(sim.values).all() and (np.diag(sim.values) == 1).all()
+        assert np.isfinite(rsa.linkage(sim).matrix).all()
+        for figure in (plotting.plot_similarity(sim), plotting.plot_dendrogram(sim), plotting.compare_trees(sim, mean)):
+            assert figure is not None
+    dead_rows = single.sel(model=list(dead)).values
+    expected = np.eye(len(MODELS))[[MODELS.index(m) for m in dead]]
+    np.testing.assert_array_equal(dead_rows, expected)  # 0 to the others, 1 to itself
+    plt.close("all")
