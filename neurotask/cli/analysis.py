@@ -50,7 +50,8 @@ def _save_figures(figures: dict[str, Any], out: Path, kinds: list[str]) -> None:
 
 @command("rsa")
 def rsa(
-    features: Annotated[Path, typer.Argument(help="Features store (zarr) written by `neurotask extract`.")],
+    features: Annotated[Path, typer.Argument(help="Features store (zarr): written by `neurotask extract`, or any zarr "
+                                                  "holding a `features` array with dims (model, image, feature).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for similarity.zarr, similarity.csv and figures.")],
     subset: Annotated[
         Optional[list[str]],

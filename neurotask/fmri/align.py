@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
+from neurotask.ids import image_id
 from neurotask.stores import validate_features
 
 __all__ = ["align"]
@@ -53,11 +55,22 @@ def align(features: xr.DataArray, responses: xr.DataArray) -> xr.DataArray:
         missing = pd.unique(images[index < 0])
         raise ValueError(
             f"{missing.size} image ids of the responses' trials are missing from features "
-            f"({int((index < 0).sum())} trials), e.g. {[str(m) for m in missing[:5]]}. Extract features for these "
-            f"images, or select the trials whose images have features."
+            f"({int((index < 0).sum())} trials), e.g. {[str(m) for m in missing[:5]]}. "
+            + (_extension_hint(features["image"].values.astype(str), missing)
+               or "Extract features for these images, or select the trials whose images have features.")
         )
     design = features.isel(image=xr.DataArray(index, dims="trial")).drop_vars(["image", "source"], errors="ignore")
     trial_coords = {str(c): responses[c] for c in responses.coords if responses[c].dims == ("trial",)}
     design = design.assign_coords(trial_coords).transpose("model", "trial", "feature")
     design.name = "design"
     return design
+
+
+def _extension_hint(feature_ids: np.ndarray, missing: np.ndarray) -> str:
+    """Advice when the ids differ only by a file extension on one side (``a.jpg`` against ``a``)."""
+    stems = pd.Index([image_id(i) for i in feature_ids])
+    if (stems.get_indexer([image_id(m) for m in missing]) >= 0).all():
+        return ("They match the features' ids once file extensions are removed: image ids are file stems; relabel "
+                "with neurotask.ids.image_id, e.g. x.assign_coords(image=[image_id(i) for i in x.image.values]).")
+    return ""
+

@@ -102,3 +102,16 @@ def test_align_lists_missing_images():
     )
     with pytest.raises(ValueError, match=r"2 image ids .* \(3 trials\), e.g. \['absent_a', 'absent_b'\]"):
         nt.align(feats, resp)
+
+
+def test_align_says_when_ids_differ_only_by_a_file_extension():
+    feats = xr.DataArray(np.zeros((1, 3, 2), np.float32), dims=("model", "image", "feature"),
+                         coords={"model": ["m"], "image": ["airplanecabin1", "n01440764_10026", "img_3"]})
+    resp = xr.DataArray(np.zeros((2, 1), np.float32), dims=("trial", "voxel"),
+                        coords={"image": ("trial", ["airplanecabin1.jpg", "n01440764_10026.JPEG"])})
+    with pytest.raises(ValueError, match="once file extensions are removed.*image_id"):
+        nt.align(feats, resp)
+    resp = resp.assign_coords(image=("trial", ["airplanecabin1.jpg", "elsewhere.jpg"]))
+    with pytest.raises(ValueError, match="Extract features for these images") as error:
+        nt.align(feats, resp)
+    assert "extensions" not in str(error.value)
