@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -131,6 +132,20 @@ def _offsets(tr: int | Sequence[int]) -> tuple[int, ...]:
     return offsets
 
 
+#: BOLD5000's repetition time in seconds (all its functional runs).
+BOLD5000_TR = 2.0
+
+_TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def _header_seconds(img: nib.Nifti1Image) -> float:
+    """A run's TR in seconds from its NIfTI header (time unit honoured); BOLD5000's when absent."""
+    zooms = img.header.get_zooms()
+    if len(zooms) < 4 or zooms[3] <= 0:
+        return BOLD5000_TR
+    return float(zooms[3]) * _TIME_UNITS.get(img.header.get_xyzt_units()[1], 1.0)
+
+
 def read_bids(
     root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), repetition_time: float | None = None,
     preprocessed: bool = True, **_: object,
@@ -145,8 +160,7 @@ def read_bids(
     for run in found.runs:
         onsets, names = read_events(run.events)
         img = nib.load(run.bold)
-        zooms = img.header.get_zooms()
-        seconds = repetition_time or (float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 2.0)
+        seconds = repetition_time or _header_seconds(img)
         used_tr.add(seconds)
         nearest = np.floor(onsets / seconds + 0.5).astype(int)  # half up, not numpy's half to even
         volumes = [int(v) + k - 1 for v in nearest for k in offsets]
@@ -162,6 +176,12 @@ def read_bids(
     for number, pieces in sorted(by_session.items()):
         labels = np.concatenate([np.full(len(v) // len(offsets), run) for _, run, v in pieces])
         sessions.append(Session(number, labels, partial(_read_session, pieces, len(offsets)), tuple(p for p, _, _ in pieces)))
+    if repetition_time is None and any(not np.isclose(t, BOLD5000_TR) for t in used_tr):
+        warnings.warn(
+            f"the BIDS runs' headers give a TR of {sorted(used_tr)} s, BOLD5000's is {BOLD5000_TR:g} s: trials "
+            f"take their volumes by the headers' TR; pass repetition_time={BOLD5000_TR:g} if the headers are wrong",
+            UserWarning, stacklevel=2,
+        )
     masks = tuple(r.mask for r in found.runs)
     return Layout(
         release="bids", subject=subject, stimuli=stimuli, sessions=sessions, files=found.files, grid=grid,

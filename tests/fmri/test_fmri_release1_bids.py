@@ -159,3 +159,31 @@ def test_release1_sessions_from_the_real_bold5000_sessions(tmp_path):
     assert nt.fmri.available_sessions(tmp_path / "t", "CSI2", 1, session_trials=[]) == [1, 2]  # a config's empty list
     assert [f.name for f in nt.fmri.input_files(tmp_path / "t", "CSI2", 1)] == [
         "CSI2_ROIs_TR3.mat", "CSI2_ROIs_TR4.mat", "CSI02_stim_lists.txt"]
+
+
+@pytest.mark.parametrize(("zoom", "unit", "warns"), [(2000.0, "msec", False), (1.5, "sec", True), (2.0, "unknown", False)])
+def test_bids_header_tr_in_its_time_unit_and_a_warning_when_not_bold5000s(tmp_path, zoom, unit, warns):
+    import warnings
+
+    truth = write_bids(tmp_path / "t")
+    for bold in (tmp_path / "t").rglob("*5000scenes*_bold.nii.gz"):
+        img = nib.load(bold)
+        data = np.asarray(img.dataobj)
+        img = nib.Nifti1Image(data, AFFINE)
+        img.header.set_zooms((2.0, 2.0, 2.0, zoom))
+        img.header.set_xyzt_units("mm", unit)
+        nib.save(img, bold)
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 3, 2), np.uint8), AFFINE), mask)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resp = nt.load_bold5000(tmp_path / "t", "CSI3", release="bids", store=tmp_path / "r.zarr", mask=mask,
+                                normalize="none", progress=False)
+    told = [str(w.message) for w in caught if "BOLD5000's is 2 s" in str(w.message)]
+    assert bool(told) == warns, told
+    seconds = 1.5 if warns else 2.0
+    assert json.loads(resp.attrs["repetition_time"]) == [seconds]
+    values, onsets = truth["runs"][(1, 1)]
+    first = int(np.floor(onsets[1] / seconds + 0.5))  # the second trial: volumes by the header's TR
+    np.testing.assert_allclose(resp.values[1], values[..., [first + 2, first + 3]].mean(axis=-1).reshape(-1),
+                               rtol=1e-6, atol=1e-6)
