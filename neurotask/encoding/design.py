@@ -55,10 +55,18 @@ class ModelSpec:
         return len(self.spaces) > 1
 
 
+def _spaces(model: str | Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
+    """The feature spaces a ``models`` entry names: itself when it is a model, else its "+"-separated parts."""
+    if not isinstance(model, str):
+        return tuple(str(m) for m in model)
+    return (model,) if model in available else tuple(model.split("+"))
+
+
 def model_specs(models: Sequence[str | Sequence[str]] | str | None, available: Sequence[str]) -> list[ModelSpec]:
     """The models to fit: a joint model ``("a", "b")`` (or the string ``"a+b"``) is named ``"a+b"``.
 
-    The string form is the one place where "+" is read: results carry the spaces explicitly.
+    The string form is the one place where "+" is read, and only when the string is not itself a
+    model of ``available`` (a model may be named ``"a+b"``): results carry the spaces explicitly.
     """
     if models is None:
         models = list(available)
@@ -66,7 +74,7 @@ def model_specs(models: Sequence[str | Sequence[str]] | str | None, available: S
         models = [models]
     specs = []
     for model in models:
-        spaces = tuple(model.split("+")) if isinstance(model, str) else tuple(str(m) for m in model)
+        spaces = _spaces(model, available)
         unknown = [s for s in spaces if s not in available]
         if unknown or not spaces:
             raise ValueError(

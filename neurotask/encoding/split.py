@@ -138,9 +138,11 @@ def _fold_groups(
     if n_groups >= n_folds:
         return groups, "run", n_folds, f"{n_folds}-fold grouped by run"
     if explicit or n_groups < 2:
+        fix = ("lower cv, leave cv unset (leave-one-group-out) or use cv='gcv'" if n_groups >= 2
+               else "hold out fewer sessions, or use cv='gcv'")
         raise ValueError(
             f"the training set has {n_sessions} sessions and {n_groups} runs, fewer than the cv={n_folds} folds "
-            f"(folds are grouped by session, else by run); lower cv or use cv='gcv'."
+            f"(folds are grouped by session, else by run); {fix}."
         )
     grouping = "run" if n_groups > n_sessions else "session"
     return groups, grouping, n_groups, f"leave-one-{grouping}-out ({n_groups} {grouping}s < cv={n_folds})"
