@@ -6,14 +6,21 @@ reduce, per permutation, to one cross product per voxel ``c_v = Σ_t a[t, v] · 
 arrays prepared once (permutations leave means and norms unchanged):
 
 * r:  ``a, b`` = predictions and responses centred and scaled to unit norm per voxel, null = c;
-* R²: ``a, b`` = predictions and responses minus the test mean of the responses, scaled by
-  ``√SS_tot``; since ``SS_res = SS_tot + Σa'² − 2c'``, null = ``2c − Σ_t a²``.
+* R²: ``a', b`` = predictions and responses minus the test mean of the responses, scaled by
+  ``√SS_tot``; since ``SS_res = SS_tot + Σa'² − 2c'``, null = ``2c − Σ_t a'²``. The part of
+  ``a'`` constant over trials meets ``Σ_t b[π(t)] = 0`` under every π, so ``c`` is taken with
+  ``a = a' − mean_t a'`` (the predictions' own mean removed): otherwise the float32 rounding of
+  that constant part, large where a voxel's alpha is large and its predictions nearly constant,
+  would outweigh the varying part and decide the comparisons with the observed value. R²'s
+  null then ranks permutations exactly as r's does.
 
 The kernel gathers the permuted response rows once per permutation and reuses them for every
-model; the sum over trials runs in a fixed order, so a voxel's null values do not depend on the
-chunking. Permutations come from ``numpy.random.default_rng(seed)`` as one
-``(n_permutations, n_test)`` index matrix before anything is chunked, so results are identical for
-a seed whatever the voxel chunks, permutation blocks or number of workers. The test predictions
+model; exceedances are counted on the cross products ``c`` (the statistic is increasing in them),
+the statistic itself is formed only for the observed value and the maxima; the sum over trials
+runs in a fixed order, so a voxel's null values do not depend on the chunking. Permutations come
+from ``numpy.random.default_rng(seed)`` as one ``(n_permutations, n_test)`` index matrix before
+anything is chunked, so results are identical for a seed whatever the voxel chunks, permutation
+blocks or number of workers. The test predictions
 are those the fit kept (``results.prediction``), so the features are not needed; given features,
 they are recomputed with :func:`neurotask.encoding.predict` for fits that kept none. Test trials
 are the fit's scored ones: trials left out because their image was also shown in training are
@@ -118,9 +125,10 @@ def _prepare(
             mean = _trial_sum(resp)[None] / n
             scale = np.sqrt(_trial_sum((resp - mean) ** 2))[None]
             scale[scale == 0] = np.nan
-            a = (pred - mean) / scale
+            shifted = (pred - mean) / scale
             b = (resp - mean) / scale
-            offset = -_trial_sum(a**2)
+            offset = -_trial_sum(shifted**2)
+            a = shifted - _trial_sum(shifted)[:, None] / n  # the constant part left out of c (module docstring)
     bad = ~np.isfinite(b).all(axis=0) | ~np.isfinite(a).all(axis=1)  # (model, voxel)
     a = np.where(bad[:, None, :], np.nan, a)
     return a.astype(np.float32), b.astype(np.float32), offset.astype(np.float32)
@@ -152,36 +160,39 @@ def _cross_products(perms: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
     return out
 
 
-def _shuffle_null(
-    perms: np.ndarray, a: np.ndarray, b: np.ndarray, offset: np.ndarray, statistic: str
-) -> np.ndarray:
-    """Null statistics ``(permutation, model, voxel)`` of the shuffle-test method."""
-    cross = _cross_products(perms, a, b)
-    if statistic == "r":
-        return cross
-    return 2 * cross + offset[None]
-
+def _shuffle_statistic(cross: np.ndarray, offset: np.ndarray, statistic: str) -> np.ndarray:
+    """The statistic from cross products ``(…, model, voxel)``: ``c`` for r, ``2c + offset`` for R²."""
+    return cross if statistic == "r" else 2 * cross + offset
 
 
 # --------------------------------------------------------------------------------------------
 # tasks: one per (models × voxel chunk); its inputs are one array, the blocks stacked on axis 0
 
 
-def _count(null: np.ndarray, observed: np.ndarray, fwer: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """``#{null ≥ observed}`` per (model, voxel), and with ``fwer`` the max over voxels per (permutation, model)."""
-    exceed = (null >= observed[None]).sum(axis=0, dtype=np.int64)
-    return exceed, (np.fmax.reduce(null, axis=2) if fwer else None)
+def _count(
+    values: np.ndarray, ranked: np.ndarray, fwer: bool, finish: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``#{values ≥ ranked}`` per (model, voxel), and with ``fwer`` the max over voxels of
+    ``finish(values)`` per (permutation, model)."""
+    exceed = (values >= ranked[None]).sum(axis=0, dtype=np.int64)
+    return exceed, (np.fmax.reduce(finish(values), axis=2) if fwer else None)
 
 
 def _over_blocks(
-    null: Callable[[np.ndarray], np.ndarray], n_rows: int, perms: np.ndarray, block: int, fwer: bool
+    null: Callable[[np.ndarray], np.ndarray], n_rows: int, perms: np.ndarray, block: int, fwer: bool,
+    finish: Callable[[np.ndarray], np.ndarray] = np.asarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The observed statistic (identity permutation), exceedance counts and maxima over permutation blocks."""
-    observed = null(np.arange(n_rows)[None])[0]
-    counts = [_count(null(perms[start:start + block]), observed, fwer) for start in range(0, len(perms), block)]
+    """The observed statistic (identity permutation), exceedance counts and maxima over permutation blocks.
+
+    Exceedances are counted on ``null``'s values; ``finish``, increasing per voxel, maps them to
+    the statistic for the observed value and the maxima (the shuffle test counts on its cross
+    products: adding R²'s offset in float32 would round away differences between them).
+    """
+    ranked = null(np.arange(n_rows)[None])[0]
+    counts = [_count(null(perms[start:start + block]), ranked, fwer, finish) for start in range(0, len(perms), block)]
     exceed = np.sum([c[0] for c in counts], axis=0)
     maxima = None if not fwer else np.concatenate([c[1] for c in counts], axis=0)
-    return observed, exceed, maxima
+    return finish(ranked), exceed, maxima
 
 
 def _materialize(item: Any) -> np.ndarray:
@@ -199,7 +210,9 @@ def _shuffle_task(item: Any, perms: np.ndarray, n_models: int, statistic: str, b
     name, device = backends.resolve(backend)  # where the task runs
     if name == "torch":
         return permutation_torch.shuffle_counts(perms, *prepared, statistic, block, fwer, device)
-    return _over_blocks(lambda p: _shuffle_null(p, *prepared, statistic), n_test, perms, block, fwer)
+    a, b, offset = prepared
+    return _over_blocks(lambda p: _cross_products(p, a, b), n_test, perms, block, fwer,
+                        lambda cross: _shuffle_statistic(cross, offset, statistic))
 
 
 def _refit_task(item: Any, perms: np.ndarray, hats: np.ndarray, alphas: np.ndarray, statistic: str, block: int,

@@ -3,8 +3,9 @@
 The same arithmetic as the numpy kernel, in the same order: per permutation block, the cross
 products ``c[p, m, v] = Σ_t a[m, t, v] · b[π_p(t), v]`` are accumulated trial by trial
 (``c += b[π(t)] · a[t]``, one float32 multiply and one add per trial, never fused or reordered),
-so a voxel's null values depend neither on the chunking nor on the voxel batch, and equal the
-numpy kernel's (which sums rows in trial order too). Exceedance counts and the per-permutation
+and exceedances are counted on them (the statistic only for the observed value and maxima), so
+a voxel's null values depend neither on the chunking nor on the voxel batch, and equal the numpy
+kernel's (which sums rows in trial order too). Exceedance counts and the per-permutation
 maxima are reduced on the device; voxel batches are sized to the device's free memory
 (:func:`neurotask.backend.voxel_batch`).
 
@@ -35,9 +36,9 @@ def _cross_products(perms: Any, a: Any, b: Any) -> Any:
     return out
 
 
-def _null(perms: Any, a: Any, b: Any, offset: Any, statistic: str) -> Any:
-    cross = _cross_products(perms, a, b)
-    return cross if statistic == "r" else 2 * cross + offset[None]
+def _statistic(cross: Any, offset: Any, statistic: str) -> Any:
+    """The statistic from cross products, as the numpy kernel's ``_shuffle_statistic``."""
+    return cross if statistic == "r" else 2 * cross + offset
 
 
 def shuffle_counts(
@@ -82,15 +83,16 @@ def shuffle_counts(
         a_t = torch.as_tensor(np.ascontiguousarray(a[:, :, cols]), device=device)
         b_t = torch.as_tensor(np.ascontiguousarray(b[:, cols]), device=device)
         offset_t = torch.as_tensor(np.ascontiguousarray(offset[:, cols]), device=device)
-        seen = _null(identity, a_t, b_t, offset_t, statistic)[0]
+        seen = _cross_products(identity, a_t, b_t)[0]
         count = torch.zeros(seen.shape, dtype=torch.int64, device=device)
         for p0 in range(0, perms.shape[0], block):
-            null = _null(perms_t[p0:p0 + block], a_t, b_t, offset_t, statistic)
-            count += (null >= seen[None]).sum(dim=0)
+            cross = _cross_products(perms_t[p0:p0 + block], a_t, b_t)
+            count += (cross >= seen[None]).sum(dim=0)  # counted on the cross products, as numpy
             if maxima is not None:  # NaN voxels ignored, as numpy's fmax
+                null = _statistic(cross, offset_t, statistic)
                 top = torch.where(torch.isnan(null), torch.full_like(null, -np.inf), null).amax(dim=2)
                 maxima[p0:p0 + block] = torch.maximum(maxima[p0:p0 + block], top)
-        observed[:, cols] = seen.cpu().numpy()
+        observed[:, cols] = _statistic(seen, offset_t, statistic).cpu().numpy()
         exceed[:, cols] = count.cpu().numpy()
     return observed, exceed, None if maxima is None else maxima.cpu().numpy()
 
