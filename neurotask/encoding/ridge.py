@@ -284,9 +284,9 @@ def solve_ridge_cv_eigh(
     cross = np.sum(cross_folds, axis=0, dtype=np.float32)
     y_sum = y.sum(axis=0, dtype=np.float64)
     scores = np.zeros((len(alphas), n_voxels), dtype=np.float64)
-    # one residual buffer for every (fold, alpha): no fresh pages per GEMM (Dask workers set
+    # two buffers for every (fold, alpha): no fresh pages per GEMM (Dask workers set
     # MALLOC_TRIM_THRESHOLD_, which makes glibc map and fault in each large temporary anew)
-    buffer = np.empty((int(np.diff(bounds).max()), n_voxels), dtype=np.float32)
+    buffers = np.empty((2, int(np.diff(bounds).max()), n_voxels), dtype=np.float32)
     for f, fold in enumerate(factors.folds):
         y_val = y[bounds[f] : bounds[f + 1]]
         n_fold_train = n_train - y_val.shape[0]
@@ -298,12 +298,18 @@ def solve_ridge_cv_eigh(
         # 2. validation targets centered with the fold's training means (as its predictions are)
         target = y_val - train_mean
         ss_tot = np.einsum("ij,ij->j", y_val, y_val, dtype=np.float64) - y_val_sum**2 / y_val.shape[0]
-        # 3. one GEMM per alpha
-        residual = buffer[: y_val.shape[0]]
+        ss_target = np.einsum("ij,ij->j", target, target, dtype=np.float64)
+        twice_target = np.multiply(target, 2, out=target)
+        # 3. one GEMM per alpha. SS_res = ||t||² + Σ p (p − 2t), the alpha-dependent part summed in
+        # float64: where a voxel's scores flatten (large alphas, predictions ≪ targets) the
+        # alphas differ by less than the float32 rounding of ||t − p||², which then chose the
+        # alpha (97% of alphas equal a float64 reference on noise voxels; 100% this way, for ~3%
+        # of the chunk's time)
+        prediction, shifted = buffers[0, : y_val.shape[0]], buffers[1, : y_val.shape[0]]
         for a in range(len(alphas)):
-            np.matmul(fold.solutions[a], fold_cross, out=residual)
-            np.subtract(target, residual, out=residual)
-            ss_res = np.einsum("ij,ij->j", residual, residual)
+            np.matmul(fold.solutions[a], fold_cross, out=prediction)
+            np.subtract(prediction, twice_target, out=shifted)
+            ss_res = ss_target + np.einsum("ij,ij->j", prediction, shifted, dtype=np.float64)
             scores[a] += np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
     best, cv_score = _select(scores / len(factors.folds), alphas)
     return best, cv_score, factors.eigenvectors.T @ cross

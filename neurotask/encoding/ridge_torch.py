@@ -158,9 +158,11 @@ def _solve_kfold(factors: RidgeFactors, y: Any, alphas: Any) -> tuple[Any, Any, 
         y_val64 = y_val.to(torch.float64)
         ss_tot = (y_val64 * y_val64).sum(dim=0) - y_val_sum**2 / y_val.shape[0]
         safe = torch.where(ss_tot > 0, ss_tot, torch.ones_like(ss_tot))
-        for a in range(alphas.shape[0]):
-            residual = target - fold.solutions[a] @ fold_cross
-            ss_res = (residual * residual).sum(dim=0).to(torch.float64)
+        ss_target = (target.to(torch.float64) ** 2).sum(dim=0)
+        twice_target = 2 * target
+        for a in range(alphas.shape[0]):  # SS_res = ||t||² + Σ p (p − 2t), as the numpy kernel
+            prediction = fold.solutions[a] @ fold_cross
+            ss_res = ss_target + (prediction * (prediction - twice_target)).to(torch.float64).sum(dim=0)
             scores[a] += torch.where(ss_tot > 0, 1.0 - ss_res / safe, torch.zeros_like(ss_res))
     best, cv_score = _select(scores / len(factors.folds), alphas)
     return best, cv_score, factors.eigenvectors.T @ cross
