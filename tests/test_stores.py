@@ -221,3 +221,18 @@ def test_hashes_are_content_hashes(tmp_path):
     assert stores.sha256_array(a) != stores.sha256_array(a.reshape(2, 3))
     (tmp_path / "x").write_bytes(b"abc")
     assert stores.sha256_file(tmp_path / "x") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_dataset_is_told_to_pass_its_variable(features):
+    with pytest.raises(TypeError, match=r"got Dataset: pass one of its variables, e.g. ds\['features'\]"):
+        stores.validate_features(features.to_dataset(name="features"))
+
+
+def test_an_unnamed_dataarray_written_with_to_zarr_opens(tmp_path):
+    values = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    unnamed = xr.DataArray(values, dims=("trial", "voxel"),
+                           coords={"image": ("trial", list("abcabc")), "session": ("trial", [1, 1, 1, 2, 2, 2])})
+    unnamed.to_zarr(tmp_path / "mine.zarr")
+    opened = stores.open_responses(tmp_path / "mine.zarr")
+    assert opened.name == "responses"
+    np.testing.assert_array_equal(opened.values, values)

@@ -88,9 +88,15 @@ def open_store(
     return ds.drop_dims([d for d in ds.dims if str(d).startswith(_DONE_DIM_PREFIX)], errors="ignore")
 
 
+#: The variable name xarray gives an unnamed ``DataArray`` written with ``to_zarr``.
+_UNNAMED = "__xarray_dataarray_variable__"
+
+
 def _open_variable(path: str | os.PathLike[str], kind: str, allow_incomplete: bool) -> xr.DataArray:
     schema = SCHEMAS[kind]
     ds = open_store(path, kind=kind, allow_incomplete=allow_incomplete)
+    if schema.variable not in ds and list(ds.data_vars) == [_UNNAMED]:  # an unnamed DataArray.to_zarr
+        ds = ds.rename({_UNNAMED: schema.variable})
     if schema.variable not in ds:
         raise StoreError(
             f"{str(path)!r} holds no {schema.variable!r} variable (it has {sorted(map(str, ds.data_vars))}); "

@@ -90,9 +90,10 @@ def _fix_hint(schema: StoreSchema) -> str:
 def _validate(array: xr.DataArray, schema: StoreSchema, name: str) -> xr.DataArray:
     """Check dims and essential coords; cast to the schema's dtype (lazily); transpose."""
     if not isinstance(array, xr.DataArray):
+        fix = (f"pass one of its variables, e.g. ds[{schema.variable!r}]" if isinstance(array, xr.Dataset)
+               else f"open a store with neurotask.open_{schema.name}(path)")
         raise TypeError(
-            f"{name} must be an xarray.DataArray with dims {schema.dims}; got {type(array).__name__}. "
-            f"Open a store with neurotask.open_{schema.name}(path)."
+            f"{name} must be an xarray.DataArray with dims {schema.dims}; got {type(array).__name__}: {fix}."
         )
     if set(array.dims) != set(schema.dims):
         missing = [d for d in schema.dims if d not in array.dims]
