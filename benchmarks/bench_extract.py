@@ -17,8 +17,9 @@ checkpoints:
   rounding differences up to ~3e-4);
 * ``store`` — the default, writing a zarr store.
 
-Run: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_extract.py [--images 16] [--repeats 2]``.
-Prints a table and writes ``benchmarks/out/bench_extract.json``.
+Run: ``flock /tmp/neurotask-bench.lock .venv/bin/python benchmarks/bench_extract.py [--images 16] [--repeats 2]
+[--variants naive,neurotask]``. Prints a table and writes ``benchmarks/out/bench_extract.json``; each
+variant's row carries the 1-minute load average before and after its kept round (the machine is shared).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 N_BOLD5000_IMAGES = 4916
 N_TASKS = 25
+VARIANTS = ("naive", "naive_nhwc", "neurotask", "fast", "store")
 
 
 def _stimuli(directory: Path, n: int) -> list[Path]:
@@ -118,6 +120,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all variants; the fastest of each is kept")
     parser.add_argument("--tasks", default="normal,depth_euclidean")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"a subset of {','.join(VARIANTS)} (naive first)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -129,6 +132,9 @@ def main() -> None:
     from neurotask.features.encoders import save_random_checkpoint
 
     tasks = args.tasks.split(",")
+    variants = args.variants.split(",")
+    if variants[0] != "naive" or not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants: a subset of {','.join(VARIANTS)} starting with naive; got {args.variants!r}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "images").mkdir()
@@ -140,8 +146,9 @@ def main() -> None:
         # rounds of every variant in turn; each variant's fastest round is kept (the machine's
         # speed drifts by ~10% between quiet runs, alike for all variants within a round)
         for _ in range(args.repeats):
-            for variant in ("naive", "naive_nhwc", "neurotask", "fast", "store"):
+            for variant in variants:
                 shutil.rmtree(tmp_path / "bench.zarr", ignore_errors=True)  # "store" writes it anew each round
+                load_before = os.getloadavg()[0]
                 out = subprocess.run(
                     [sys.executable, __file__, "--variant", variant, "--paths", json.dumps(paths), "--tasks",
                      args.tasks, "--weights", str(weights)],
@@ -149,6 +156,7 @@ def main() -> None:
                 )
                 run = json.loads(out.stdout.strip().splitlines()[-1])
                 run["images_per_s_per_encoder"] = args.images * len(tasks) / run["seconds"]
+                run["load_average"] = [load_before, os.getloadavg()[0]]
                 if variant not in results or run["seconds"] < results[variant]["seconds"]:
                     results[variant] = run
 
@@ -157,13 +165,14 @@ def main() -> None:
     lines = [
         f"{args.images} images x {len(tasks)} encoders ({args.tasks}), CPU: {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f}; encoder: {gflops:.1f} GFLOP per image",
-        f"{'variant':<12} {'s':>8} {'img/s/enc':>10} {'x naive':>8} {'peak RSS MB':>12} {'25x4916 (h)':>12}",
+        f"{'variant':<12} {'s':>8} {'img/s/enc':>10} {'x naive':>8} {'peak RSS MB':>12} {'25x4916 (h)':>12} {'load':>10}",
     ]
     for variant, r in results.items():
         rate = r["images_per_s_per_encoder"]
         hours = N_TASKS * N_BOLD5000_IMAGES / rate / 3600
         lines.append(
             f"{variant:<12} {r['seconds']:>8.1f} {rate:>10.2f} {rate / naive_rate:>8.2f} {r['peak_rss_mb']:>12.0f} {hours:>12.1f}"
+            f" {r['load_average'][0]:>4.1f}-{r['load_average'][1]:<4.1f}"
         )
     print("\n".join(lines))
     target = Path(__file__).parent / "out" / "bench_extract.json"

@@ -11,6 +11,7 @@ from PIL import Image
 from neurotask.stimuli import (
     INPUT_SIZE,
     ImageError,
+    check_image,
     find_images,
     image_source,
     lightness_input,
@@ -141,3 +142,44 @@ def test_ids_is_the_bottom_layer_and_stimuli_reexports_it() -> None:
     ids_of = ["COCO_train2014_000000000584", "n01440764_10110", "n0144076_1", "ATM1", "a/b/COCO_x.jpg"]
     assert [ids.image_source(i) for i in ids_of] == ["coco", "imagenet", "scene", "scene", "coco"]
     assert ids.image_id("d/n01440764_10110.JPEG") == "n01440764_10110"
+
+
+def _bad_files(tmp_path: Path) -> list[Path]:
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    text = tmp_path / "notes.png"
+    text.write_text("a text file named like a PNG")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    truncated_jpeg = _save(tmp_path / "truncated.jpg")
+    truncated_jpeg.write_bytes(truncated_jpeg.read_bytes()[:2000])
+    truncated_png = _save(tmp_path / "truncated.png")
+    truncated_png.write_bytes(truncated_png.read_bytes()[:5000])
+    return [garbage, text, empty, truncated_jpeg, truncated_png]
+
+
+def test_check_image_fails_where_load_image_fails(tmp_path: Path) -> None:
+    for path in _bad_files(tmp_path):
+        with pytest.raises(ImageError, match=path.name) as checked:
+            check_image(path)
+        with pytest.raises(ImageError) as loaded:
+            load_image(path)
+        assert str(checked.value) == str(loaded.value)
+
+
+def test_check_image_grayscale_as_load_image(tmp_path: Path) -> None:
+    for mode in ("RGB", "L", "I;16", "LA", "P", "RGBA", "CMYK"):
+        path = _save(tmp_path / f"x_{mode.replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png'}")
+        Image.open(path).convert(mode).save(path)
+        assert check_image(path) is load_image(path)[1] is (mode in ("L", "I;16", "LA"))
+
+
+def test_check_image_does_not_resize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the resize is two thirds of load_image's time; the check needs only the decode
+    path = _save(tmp_path / "wide.png", size=(400, 200))
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("check_image resized")
+
+    monkeypatch.setattr(Image.Image, "resize", no_resize)
+    assert check_image(path) is False

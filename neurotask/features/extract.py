@@ -41,6 +41,7 @@ from neurotask.stimuli import (
     MODEL_INPUTS,
     RESIZE_POLICY,
     ImageError,
+    check_image,
     find_images,
     image_id,
     image_source,
@@ -71,11 +72,16 @@ INPUT_SCALING = (
 def _scan(
     paths: Sequence[Path], on_error: str, threads: int
 ) -> tuple[list[Path], list[str], list[dict[str, str]]]:
-    """Decode every image once to find corrupt files and single-channel ones."""
+    """Decode every image (not resized: :func:`check_image`) to find corrupt files and single-channel ones.
+
+    Done before the store's template is written, so that its image axis holds exactly the
+    files that decode: a skipped file leaves no hole. The decode is the one the units repeat
+    (same decoder, same conversion), so a file that passes here decodes there.
+    """
 
     def check(path: Path) -> tuple[bool, str]:
         try:
-            return load_image(path)[1], ""
+            return check_image(path), ""
         except ImageError as error:
             if on_error == "raise":
                 raise

@@ -213,3 +213,32 @@ def test_worker_lost_mid_extraction_gives_identical_store(stimuli_dir, weights_d
         values = stored.values
     assert marker.exists(), "no worker was killed"
     np.testing.assert_array_equal(values, undisturbed.values)
+
+
+def test_scan_checks_without_resizing_and_each_chunk_decodes_once(stimuli_dir, weights_dir, monkeypatch) -> None:
+    """Every file is checked once (decoded, not resized) and loaded once for all models of its chunk."""
+    import neurotask.features.extract as extract
+
+    checked, loaded = [], []
+    real_check, real_load = extract.check_image, extract.load_image
+    monkeypatch.setattr(extract, "check_image", lambda path: checked.append(Path(path).name) or real_check(path))
+    monkeypatch.setattr(extract, "load_image", lambda path: loaded.append(Path(path).name) or real_load(path))
+    extract_features(stimuli_dir, MODELS, weights=weights_dir, **RUN)
+    names = sorted(p.name for p in stimuli_dir.iterdir())
+    assert sorted(checked) == names and sorted(loaded) == names  # 2 models, yet one load per file
+
+
+def test_truncated_image_skipped_leaves_no_hole(in_memory, stimuli_dir, weights_dir, tmp_path) -> None:
+    """A JPEG with a valid header cut short, sorted between good files: the cheap check finds it, and
+    with on_error="skip" the store holds exactly the good images, values as a run without the file."""
+    images = tmp_path / "images"
+    shutil.copytree(stimuli_dir, images)
+    truncated = images / "b_truncated.jpg"
+    truncated.write_bytes((stimuli_dir / "airplanecabin1.jpg").read_bytes()[:3000])
+    with pytest.raises(ImageError, match=r"b_truncated\.jpg"):
+        extract_features(images, MODELS, tmp_path / "raised.zarr", weights=weights_dir, **RUN)
+    stored = extract_features(images, MODELS, tmp_path / "skipped.zarr", weights=weights_dir, on_error="skip", **RUN)
+    assert list(stored["image"].values) == list(in_memory["image"].values)
+    np.testing.assert_array_equal(stored.values, in_memory.values)
+    (entry,) = json.loads(stored.attrs["skipped_files"])
+    assert entry["file"].endswith("b_truncated.jpg") and "image file is truncated" in entry["error"]
