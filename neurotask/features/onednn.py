@@ -8,7 +8,11 @@ the residual adds then run on NCHW, each another pass over memory. oneDNN's trac
 (``ONEDNN_VERBOSE=1``, batch 2, 2 threads) counts 161 reorders per forward for 54 convolutions.
 Here the activations stay in oneDNN's layout from the first convolution to the last: each
 convolution runs the very same oneDNN primitive on the same blocked data, and the reorders of
-activations are gone (measured on 2 cores: see :data:`neurotask.features.encoders.DEFAULT_BATCH_SIZE`).
+activations are gone (2 per forward instead of 107; the weights are still reordered per call, as
+before: prepacking them would hold a second ~95 MB copy per model). Measured on the shared 2-core
+machine, ``extract_features`` on 128 images x 2 encoders, the previous code and this one
+alternating (load 1.2-2.0): 38.8 / 40.2 s before, 37.5 / 33.2 s after; ``bench_extract.py --images
+256`` in one run: 1.16x the naive visualpriors loop (was 0.96-1.07x).
 
 Why the numbers are the same, bit for bit:
 
