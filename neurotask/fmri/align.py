@@ -73,4 +73,3 @@ def _extension_hint(feature_ids: np.ndarray, missing: np.ndarray) -> str:
         return ("They match the features' ids once file extensions are removed: image ids are file stems; relabel "
                 "with neurotask.ids.image_id, e.g. x.assign_coords(image=[image_id(i) for i in x.image.values]).")
     return ""
-
