@@ -11,8 +11,9 @@
 #   2. writes seeded random-weight checkpoints for 5 tasks (incl. colorization, 1 input channel)
 #      and 256 synthetic 375x375 JPEG stimuli;
 #   3. extracts them on the device into a zarr store with extract_features (end to end: scan,
-#      decode, load, encode, write), then times each encoder alone on pre-decoded batches
-#      (images/s per model, channels-last and NCHW);
+#      decode, load, encode, write; the pixels go to the device once per image chunk and the
+#      inputs, colorization's Lab conversion included, are made there), then times each encoder
+#      alone on inputs already on the device (images/s per model, channels-last and NCHW);
 #   4. extracts a subset on the CPU and reports the max abs difference to the device features;
 #   5. writes $OUT/gpu_extract.json (OUT defaults to ./gpu_extract_out).
 # Options: --device D  --images N  --cpu-subset N  --tasks a,b,c  --batch-size N
@@ -77,7 +78,8 @@ from neurotask.features.encoders import save_random_checkpoint
 from neurotask.features.extract import extract_features
 from neurotask.features.registry import INPUTS
 from neurotask.features.weights import resolve_weights
-from neurotask.stimuli import MODEL_INPUTS, load_image
+from neurotask.features.inputs import ChunkPixels
+from neurotask.stimuli import load_image
 
 device, n_images, n_cpu, tasks, batch, out = sys.argv[1:]
 n_images, n_cpu, batch, tasks = int(n_images), int(n_cpu), int(batch), tasks.split(",")
@@ -117,22 +119,23 @@ report["store_shape"] = list(feats.shape)
 report["finite"] = bool(np.isfinite(values).all())
 print(f"extract_features on {device}: {report['end_to_end_s']:.1f} s for {n_images} images x {len(tasks)} models", flush=True)
 
-# 3b. each encoder alone on decoded images (no decode, no load, no write)
-pixels = np.stack([load_image(p)[0] for p in paths])
+# 3b. each encoder alone on its inputs, prepared beforehand on the device (no decode, no load, no
+#     preprocessing, no write): the rate end to end is held against
+pixels = ChunkPixels(np.stack([load_image(p)[0] for p in paths]), encoders.resolve_device(device))
 rates = {}
 for layout, fast in (("channels_last", True), ("nchw", False)):
     for task in tasks:
         encoder = encoders.load_encoder(task, resolve_weights(task, work / "weights"), device=device,
                                         fast=fast)
-        prepare = MODEL_INPUTS[INPUTS[task]]
-        encoders.encode(encoder, prepare(pixels[:batch]))  # warm-up (cuDNN plans)
+        batches = [pixels.batch(INPUTS[task], start, start + batch) for start in range(0, n_images, batch)]
+        encoders.encode(encoder, batches[0])  # warm-up (cuDNN plans)
         sync()
         t0 = time.perf_counter()
-        for start in range(0, n_images, batch):
-            encoders.encode(encoder, prepare(pixels[start:start + batch]))
+        for inputs in batches:
+            encoders.encode(encoder, inputs)
         sync()
         rates.setdefault(layout, {})[task] = n_images / (time.perf_counter() - t0)
-        del encoder
+        del encoder, batches
 report["images_per_s_per_model"] = rates
 if device.startswith("cuda"):
     report["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9

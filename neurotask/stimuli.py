@@ -20,6 +20,9 @@ __all__ = [
     "RESIZE_POLICY",
     "GRAYSCALE_MODES",
     "MODEL_INPUTS",
+    "SRGB_TO_LINEAR",
+    "LUMINANCE_FROM_LINEAR_RGB",
+    "LIGHTNESS_KNEE",
     "ImageError",
     "find_images",
     "check_unique_ids",
@@ -212,9 +215,12 @@ def _srgb_to_linear_table() -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
-_LINEAR = _srgb_to_linear_table()
-# D65 relative luminance row of the sRGB -> XYZ matrix (the one skimage.color uses)
-_Y_FROM_RGB = np.array([0.212671, 0.715160, 0.072169])
+#: Linear-light value (float64) of each 8-bit sRGB level.
+SRGB_TO_LINEAR = _srgb_to_linear_table()
+#: The D65 relative luminance row of the sRGB -> XYZ matrix (the one skimage.color uses).
+LUMINANCE_FROM_LINEAR_RGB = np.array([0.212671, 0.715160, 0.072169])
+#: L* switches from its cube-root branch to its linear branch below this luminance (CIE).
+LIGHTNESS_KNEE = 0.008856
 
 
 def lightness_input(images: np.ndarray) -> np.ndarray:
@@ -230,8 +236,8 @@ def lightness_input(images: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray of float32, shape (n, height, width, 1)
     """
-    y = _LINEAR[np.asarray(images, dtype=np.uint8)] @ _Y_FROM_RGB
-    f = np.where(y > 0.008856, np.cbrt(y), 7.787 * y + 16 / 116)
+    y = SRGB_TO_LINEAR[np.asarray(images, dtype=np.uint8)] @ LUMINANCE_FROM_LINEAR_RGB
+    f = np.where(y > LIGHTNESS_KNEE, np.cbrt(y), 7.787 * y + 16 / 116)
     lightness = 116 * f - 16
     return (lightness / 50 - 1).astype(np.float32)[..., None]
 

@@ -4,9 +4,10 @@
 * :mod:`~neurotask.features.weights` — find, download and verify checkpoints;
 * :mod:`~neurotask.features.encoders` — build, load, cache and run encoders (and random
   checkpoints for tests and demos);
+* :mod:`~neurotask.features.inputs` — encoder inputs from 8-bit pixels, on the host or on a GPU;
 * :mod:`~neurotask.features.extract` — images x encoders into a features store, on Dask.
 
-The imports go one way: registry <- weights <- encoders <- extract.
+The imports go one way: registry <- weights <- encoders <- extract, and inputs <- extract.
 """
 
 from __future__ import annotations

@@ -355,15 +355,16 @@ def clear_cache() -> None:
         _STATS.update(loads=0, hits=0)
 
 
-def encode(encoder: nn.Module, inputs: np.ndarray) -> np.ndarray:
+def encode(encoder: nn.Module, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
     """Run an encoder on a batch of preprocessed images.
 
     Parameters
     ----------
     encoder : torch.nn.Module
         From :func:`load_encoder` (its device is used).
-    inputs : numpy.ndarray of float32, shape (n, 256, 256, channels)
-        Images in [-1, 1], channels last (3 for RGB, 1 for colorization's L*).
+    inputs : numpy.ndarray or torch.Tensor of float32, shape (n, 256, 256, channels)
+        Images in [-1, 1], channels last (3 for RGB, 1 for colorization's L*); a tensor may
+        already be on the encoder's device (:class:`neurotask.features.inputs.ChunkPixels`).
 
     Returns
     -------
@@ -373,7 +374,9 @@ def encode(encoder: nn.Module, inputs: np.ndarray) -> np.ndarray:
     device = next(encoder.parameters()).device
     # an NHWC array seen as NCHW is already channels-last in memory; the input's layout picks
     # the convolution kernels, so an NCHW encoder gets an NCHW input
-    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).permute(0, 3, 1, 2)
+    if not isinstance(inputs, torch.Tensor):
+        inputs = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+    x = inputs.to(torch.float32).permute(0, 3, 1, 2)
     if not getattr(encoder, "channels_last", False):
         x = x.contiguous()
     x = x.to(device)

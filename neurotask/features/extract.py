@@ -34,11 +34,11 @@ import xarray as xr
 
 from neurotask.execution import cpu_count, current_client, map_unordered, progress
 from neurotask.features import encoders
+from neurotask.features.inputs import ChunkPixels
 from neurotask.features.registry import INPUTS, resolve_models
 from neurotask.features.weights import Checkpoint, resolve_weights
 from neurotask.stimuli import (
     INPUT_SIZE,
-    MODEL_INPUTS,
     RESIZE_POLICY,
     ImageError,
     check_image,
@@ -150,16 +150,17 @@ def _encode_chunk(
     if batch_size is None:  # device "auto" is resolved here, on the worker
         batch_size = encoders.default_batch_size(device)
     out: dict[str, np.ndarray] = {}
+    chunk = ChunkPixels(pixels, encoders.resolve_device(device))  # on a GPU: copied there once, for every model
     with _torch_threads(threads):
         for checkpoint in checkpoints:
             encoder = encoders.cached_encoder(
                 checkpoint, device=device, normalize_outputs=normalize_outputs, fast=fast
             )
-            prepare = MODEL_INPUTS[INPUTS[checkpoint.task]]
+            kind = INPUTS[checkpoint.task]
             features = np.empty((len(paths), encoders.N_FEATURES), dtype=np.float32)
             for start in range(0, len(paths), batch_size):
                 stop = min(start + batch_size, len(paths))
-                features[start:stop] = encoders.encode(encoder, prepare(pixels[start:stop]))
+                features[start:stop] = encoders.encode(encoder, chunk.batch(kind, start, stop))
                 if advance is not None:
                     advance(stop - start)
             if sink is None:
