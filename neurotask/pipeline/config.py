@@ -71,7 +71,8 @@ Pair = list[str]
 @dataclass
 class Top:
     out: Path_ = field(default="", metadata=_help("output directory for every store and the report (required)"))
-    subjects: Union[list[str], str] = field(default="CSI1", metadata=_help(f"BOLD5000 subjects, some of {list(SUBJECTS)}"))
+    subjects: Union[list[str], str] = field(default="CSI1", metadata=_help(
+        f"BOLD5000 subjects, some of {list(SUBJECTS)}; with ingest.store (your own responses) any labels"))
     models: Union[list[Union[str, list[str]]], Literal["all"]] = field(
         default="all", metadata=_help("Taskonomy models: 'all' or a list (aliases accepted)"))
     steps: list[str] = field(default_factory=lambda: list(STEPS), metadata=_help(f"steps to run, some of {list(STEPS)}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from neurotask.rsa import select_images
 __all__ = ["validate"]
 
 _SUBSET_COORDS = ("source", "image")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def validate(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -65,12 +67,7 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
     steps = cfg.setdefault("steps", list(STEPS))
     if any(s not in STEPS for s in steps):
         errors.append(f"steps: expected a list of {list(STEPS)}; got {steps!r}")
-    subjects = cfg.setdefault("subjects", ["CSI1"])
-    if isinstance(subjects, str):
-        subjects = cfg["subjects"] = [subjects]
-    bad = [s for s in subjects if s not in SUBJECTS]
-    if bad or not subjects:
-        errors.append(f"subjects: unknown subjects {bad}; expected some of {list(SUBJECTS)}")
+    _check_subjects(cfg, errors)
     features = _given_features(cfg["extract"], errors)
     known = [str(m) for m in features["model"].values] if features is not None else []
     cfg["models"] = resolve_models(cfg.get("models", "all"), "models", errors, known)
@@ -98,6 +95,30 @@ def _check_values(cfg: dict[str, Any], errors: list[str]) -> None:
     _check_cluster(cfg["cluster"], errors)
     if "extract" in steps and features is not None:
         _check_store_models(extract["store"], known, cfg["models"], errors)
+
+
+def _check_subjects(cfg: dict[str, Any], errors: list[str]) -> None:
+    """BOLD5000's subjects when the ingest step reads BOLD5000; with one's own responses stores
+    (``ingest.store`` without ``root``) any distinct labels that can name output stores."""
+    subjects = cfg.setdefault("subjects", ["CSI1"])
+    if isinstance(subjects, str):
+        subjects = cfg["subjects"] = [subjects]
+    if not subjects or len(set(map(str, subjects))) < len(subjects):
+        errors.append(f"subjects: expected a list of distinct subjects; got {subjects!r}")
+        return
+    ingest = cfg["ingest"]
+    if "store" in ingest and "root" not in ingest:
+        bad = [s for s in subjects if not isinstance(s, str) or not _LABEL.fullmatch(s)]
+        if bad:
+            errors.append(f"subjects: {bad} cannot name the output stores; use letters, digits, '_', '-' or '.'")
+        elif len(subjects) > 1 and "{subject}" not in str(ingest["store"]):
+            errors.append(f"ingest.store: {len(subjects)} subjects would all read {str(ingest['store'])!r}; "
+                          "put {subject} in the path, e.g. 'responses-{subject}.zarr'")
+        return
+    bad = [s for s in subjects if s not in SUBJECTS]
+    if bad:
+        errors.append(f"subjects: unknown subjects {bad}; BOLD5000 has {list(SUBJECTS)} (other labels need "
+                      "ingest.store, your own responses stores, e.g. 'responses-{subject}.zarr')")
 
 
 def _given_features(extract: Mapping[str, Any], errors: list[str]) -> xr.DataArray | None:
