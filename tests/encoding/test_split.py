@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from himalaya.ridge import RidgeCV
 from himalaya.scoring import r2_score as himalaya_r2
-from sklearn.model_selection import LeaveOneGroupOut
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 import neurotask as nt
 from neurotask.encoding import fit
+from neurotask.encoding.split import make_split
 
 
 def _features(n_images: int, n_features: int, seed: int, models=("m",)) -> xr.DataArray:
@@ -147,12 +149,9 @@ def test_folds_keep_an_images_presentations_together() -> None:
     images, folds = responses.image.values[train], default.fold.values[train]
     for image in np.unique(images):
         assert np.unique(folds[images == image]).size == 1
-    # the naive rule: each image joins the session fold of its first presentation
+    # each image joins the session fold that holds most of its training presentations (ties: the lowest)
     kept = fit(features, responses, repeats="keep", progress=False)
-    first = {}
-    for image, fold in zip(images, kept.fold.values[train]):
-        first.setdefault(image, fold)
-    expected = np.array([first[image] for image in images])
+    expected = _majority_folds(images, kept.fold.values[train])
     np.testing.assert_array_equal(folds, expected)
     assert default.attrs["n_cv_trials_moved"] == int((expected != kept.fold.values[train]).sum()) > 0
     assert json.loads(default.attrs["split"])["n_cv_trials_moved"] == default.attrs["n_cv_trials_moved"]
@@ -170,3 +169,88 @@ def test_no_test_trial_left_names_the_fix() -> None:
     responses = _responses(np.random.default_rng(0).standard_normal((120, 3)), images, np.repeat([1, 2, 3], 40))
     with pytest.raises(ValueError, match="repeats='drop-train' or 'keep'"):
         fit(features, responses, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# folds that do not depend on the order of the trials
+
+
+def _repeats_across_sessions(seed: int = 0, n_sessions: int = 9, per_session: int = 40, n_images: int = 90,
+                             n_voxels: int = 40) -> tuple[xr.DataArray, xr.DataArray]:
+    """Each trial shows a random image: images repeat within and across sessions.
+
+    The last session shows images of the other sessions and 10 of its own. Trials carry a
+    ``trial`` label (``t0000``…); half the voxels are a noisy linear map of the features, half
+    are noise.
+    """
+    rng = np.random.default_rng(seed)
+    features = _features(n_images, 16, seed)
+    own, shared = features.image.values[:10], features.image.values[10:]
+    trial_images = np.concatenate([rng.choice(shared, (n_sessions - 1) * per_session),
+                                   rng.permutation(np.concatenate([own, rng.choice(shared, per_session - 10)]))])
+    x = features.values[0][np.searchsorted(features.image.values, trial_images)].astype(np.float64)
+    y = rng.standard_normal((trial_images.size, n_voxels))
+    y[:, : n_voxels // 2] += x @ rng.standard_normal((16, n_voxels // 2)) * 0.3
+    responses = _responses(y, trial_images, np.repeat(np.arange(1, n_sessions + 1), per_session))
+    return features, responses.assign_coords(trial=[f"t{t:04d}" for t in range(trial_images.size)])
+
+
+def _majority_folds(images: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """The naive rule: each image's trials go to the fold that holds most of them (ties: the lowest)."""
+    counts: dict[str, dict[int, int]] = {}
+    for image, fold in zip(images, folds):
+        counts.setdefault(image, {}).setdefault(int(fold), 0)
+        counts[image][int(fold)] += 1
+    best = {}
+    for image, per_fold in counts.items():
+        most = max(per_fold.values())
+        best[image] = min(fold for fold, count in per_fold.items() if count == most)
+    return np.array([best[image] for image in images])
+
+
+def test_shuffled_trials_give_the_same_folds_alphas_and_scores() -> None:
+    features, responses = _repeats_across_sessions()
+    shuffled = responses.isel(trial=np.random.default_rng(1).permutation(responses.sizes["trial"]))
+    ours = fit(features, responses, progress=False)
+    theirs = fit(features, shuffled, progress=False)
+    assert ours.attrs["n_cv_trials_moved"] > 0  # the rule was exercised
+    # matched by trial label, every trial is in the same fold
+    np.testing.assert_array_equal(theirs.fold.sel(trial=ours.trial).values, ours.fold.values)
+    assert ours.attrs["n_cv_trials_moved"] == theirs.attrs["n_cv_trials_moved"]
+    # the same folds give the same alphas; only the order of float32 sums differs
+    np.testing.assert_array_equal(theirs.alpha.values, ours.alpha.values)
+    for name in ("r2", "r", "cv_r2"):
+        np.testing.assert_allclose(theirs[name].values, ours[name].values, atol=1e-5)
+    by_label = {label: p for p, label in enumerate(shuffled.trial.values[theirs.test_trial.values])}
+    order = [by_label[label] for label in responses.trial.values[ours.test_trial.values]]
+    np.testing.assert_allclose(theirs.prediction.values[:, order], ours.prediction.values, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("repeats", ["drop-test", "drop-train"])
+def test_folds_are_each_images_majority_fold(seed: int, repeats: str) -> None:
+    _, responses = _repeats_across_sessions(seed, n_images=60 + 40 * seed)
+    split = make_split(responses, None, None, 0, "kfold", 5, explicit_cv=False, repeats=repeats)
+    images, sessions = responses.image.values, responses.session.values
+    test_session = sessions == sessions.max()
+    seen_in_training = np.isin(images, images[~test_session])
+    shown_in_test = np.isin(images, images[test_session])
+    left_out = test_session & seen_in_training if repeats == "drop-test" else ~test_session & shown_in_test
+    train = ~test_session & ~left_out
+    # -1 and -2 from the labels alone
+    np.testing.assert_array_equal(split.fold == -1, test_session & ~left_out)
+    np.testing.assert_array_equal(split.fold == -2, left_out)
+    # the folds before images are kept together: GroupKFold over the training sessions
+    grouped = np.empty(int(train.sum()), dtype=int)
+    for f, (_, validation) in enumerate(GroupKFold(n_splits=5).split(grouped, groups=sessions[train])):
+        grouped[validation] = f
+    expected = _majority_folds(images[train], grouped)
+    np.testing.assert_array_equal(split.fold[train], expected)
+    assert split.info["n_cv_trials_moved"] == int((expected != grouped).sum()) > 0
+    # no image in two folds; the ties were exercised
+    assert pd.Series(split.fold[train]).groupby(images[train]).nunique().max() == 1
+    counts = pd.crosstab(images[train], grouped).to_numpy()
+    assert ((counts == counts.max(axis=1, keepdims=True)).sum(axis=1) > 1).any()
+    # rows in fold order, each fold one block
+    np.testing.assert_array_equal(split.fold[split.train_index], np.sort(expected, kind="stable"))
+    np.testing.assert_array_equal(np.diff(split.bounds), np.bincount(expected, minlength=5))
