@@ -110,9 +110,8 @@ def merge_ties(v: Any) -> Any:
 
     if v.numel() < 2:
         return v
-    ordered, position = torch.sort(v)
-    first = torch.ones(v.numel(), dtype=torch.bool, device=v.device)
-    torch.gt(ordered[1:] - ordered[:-1], _tie_tolerance(v), out=first[1:])
+    position, first = _sorted_groups(v, _tie_tolerance(v))
+    ordered = v[position]
     v[position] = ordered[first][torch.cumsum(first, 0) - 1]
     return v
 
@@ -125,8 +124,6 @@ def _sorted_groups(v: Any, tol: float = 0.0) -> tuple[Any, Any]:
     """Sorting positions of ``v`` and which sorted element starts a group of equal values (within ``tol``)."""
     import torch
 
-    if v.numel() >= 2**31:
-        raise ValueError(f"{v.numel()} pairs exceed the int32 rank range (at most ~65,000 images)")
     values, position = torch.sort(v)
     first = torch.ones(v.numel(), dtype=torch.bool, device=v.device)
     if tol > 0:
@@ -136,10 +133,17 @@ def _sorted_groups(v: Any, tol: float = 0.0) -> tuple[Any, Any]:
     return position, first
 
 
+def _check_rank_range(v: Any) -> None:
+    """Ranks are int32: at most 2**31 − 1 pairs (merging ties, in int64 positions, has no such limit)."""
+    if v.numel() >= 2**31:
+        raise ValueError(f"{v.numel()} pairs exceed the int32 rank range (at most ~65,000 images)")
+
+
 def doubled_centered_ranks(v: Any, tol: float = 0.0) -> Any:
     """``2·rankdata(v) − (P + 1)`` as an int32 tensor (ties, within ``tol``, averaged, doubled to be integers)."""
     import torch
 
+    _check_rank_range(v)
     position, first = _sorted_groups(v, tol)
     p = v.numel()
     starts = torch.nonzero(first).squeeze(1)
@@ -156,6 +160,7 @@ def dense_ranks(v: Any, tol: float = 0.0) -> Any:
     """``rankdata(v, method="dense")`` as an int32 tensor (ties within ``tol``)."""
     import torch
 
+    _check_rank_range(v)
     position, first = _sorted_groups(v, tol)
     out = torch.empty(v.numel(), dtype=torch.int32, device=v.device)
     out[position] = torch.cumsum(first, 0, dtype=torch.int32)
