@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 import zarr
 
@@ -21,17 +22,27 @@ def _is_foreign(group: zarr.Group) -> bool:
     return COMPLETE_ATTR not in group.attrs and DONE_VARIABLE not in group and any(True for _ in group.array_keys())
 
 
+def _completion(path: str | os.PathLike[str]) -> tuple[bool, zarr.Array | None]:
+    """Whether a store is complete, and its region flags (``None`` without any), not read yet.
+
+    The one place that decides: finalized by its writer (``COMPLETE_ATTR``), or written outside
+    neurotask (:func:`_is_foreign`). A missing store is incomplete.
+    """
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False, None
+    complete = bool(group.attrs.get(COMPLETE_ATTR, False)) or _is_foreign(group)
+    return complete, group[DONE_VARIABLE] if DONE_VARIABLE in group else None
+
+
 def is_complete(path: str | os.PathLike[str]) -> bool:
     """Whether a store exists and was finalized (all its regions written), or was written outside neurotask.
 
     A zarr group with arrays but without neurotask's completion attr (e.g. written with
     ``xarray.Dataset.to_zarr``) counts as complete: there is no record of an interruption.
     """
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return False
-    return bool(group.attrs.get(COMPLETE_ATTR, False)) or _is_foreign(group)
+    return _completion(path)[0]
 
 
 def open_store(
@@ -63,8 +74,9 @@ def open_store(
         ds = xr.open_zarr(path, consolidated=False, chunks={})
     except Exception as error:  # zarr/xarray raise several types for a non-store directory
         raise StoreError(f"{str(path)!r} is not a readable zarr store ({error}).") from error
-    if not allow_incomplete and not is_complete(path):
-        done = ds[DONE_VARIABLE].values if DONE_VARIABLE in ds else None
+    complete, flags = (True, None) if allow_incomplete else _completion(path)
+    if not complete:
+        done = None if flags is None else np.asarray(flags[...], dtype=bool)
         progress = f" ({int(done.sum())} of {done.size} regions written)" if done is not None else ""
         raise StoreError(
             f"{kind} store {str(path)!r} is incomplete{progress}: its write was interrupted. "
