@@ -80,6 +80,12 @@ def results() -> dict:
     }
 
 
+@pytest.fixture(scope="module")
+def report(results, tmp_path_factory) -> Path:
+    """The report of :func:`results`, written once (~4 s of figures) for the tests that only read it."""
+    return write(results, tmp_path_factory.mktemp("report") / "report.html")
+
+
 def _section(text: str, key: str) -> str:
     return text.split(f'id="{key}"')[1].split("</section>")[0]
 
@@ -109,8 +115,8 @@ def test_skipped_steps_are_explained(results, tmp_path):
     assert "rsa was skipped: rsa not available yet" in _section(text, "rsa")
 
 
-def test_status_rows_follow_the_pipeline_order(results, tmp_path):
-    status = _section(write(results, tmp_path / "report.html").read_text(), "status")
+def test_status_rows_follow_the_pipeline_order(report):
+    status = _section(report.read_text(), "status")
     steps = re.findall(r'<tr><td class="text">([a-z_]+)(?:/CSI1)?</td>', status)
     assert steps == ["extract", "noise_ceiling", "encode", "partition"]
     assert [STEP_ORDER.index(s) for s in steps] == sorted(STEP_ORDER.index(s) for s in steps)
@@ -137,9 +143,8 @@ def test_planted_truth_matches_a_voxel_loop(results):
         planted[v] == recovered[v] == "none" for v in range(N_VOXELS))
 
 
-def test_planted_truth_section_on_synthetic_data_and_its_absence_on_real_data(results, tmp_path):
-    text = write(results, tmp_path / "synthetic.html").read_text()
-    section = _section(text, "planted-truth")
+def test_planted_truth_section_on_synthetic_data_and_its_absence_on_real_data(results, report, tmp_path):
+    section = _section(report.read_text(), "planted-truth")
     assert "Driver recovered on" in section and section.count("<img") == 3
     real = {**results, "subjects": {"CSI1": {k: v for k, v in results["subjects"]["CSI1"].items() if k != "groundtruth"}},
             "config": {"ingest": {"root": str(tmp_path)}}}
@@ -147,8 +152,8 @@ def test_planted_truth_section_on_synthetic_data_and_its_absence_on_real_data(re
     assert "not synthetic data" in section and str(tmp_path) in section and "<img" not in section
 
 
-def test_scores_headline_roi_ceiling_and_the_noise_sentence(results, tmp_path):
-    section = _section(write(results, tmp_path / "report.html").read_text(), "encoding")
+def test_scores_headline_roi_ceiling_and_the_noise_sentence(results, report):
+    section = _section(report.read_text(), "encoding")
     assert "mean R² (significant voxels)" in section and "LHPPA" in section and "RHLOC" in section
     assert "R² / ceiling" in section and "≤ 0" in section
     fit, perm = results["subjects"]["CSI1"]["encoding"], results["subjects"]["CSI1"]["permutation"]
@@ -164,18 +169,18 @@ def test_single_trial_ceiling_steps_spearman_brown_down_to_one_presentation():
     assert np.isnan(single_trial_ceiling(corrected).values[3])
 
 
-def test_subjects_consistency_is_the_correlation_of_their_matrices(results, tmp_path):
+def test_subjects_consistency_is_the_correlation_of_their_matrices(results, report):
     per_subject = results["task_similarity"]["similarity"]
     upper = np.triu_indices(4, k=1)
     expected = np.corrcoef(per_subject.values[0][upper], per_subject.values[1][upper])[0, 1]
     r = consistency(per_subject)
     assert float(r.sel(subject="CSI1", subject_="CSI2")) == pytest.approx(expected)
-    section = _section(write(results, tmp_path / "report.html").read_text(), "task-similarity")
+    section = _section(report.read_text(), "task-similarity")
     assert f"{expected:.3f}" in section and "Consistency across 2 subjects" in section
 
 
-def test_partition_summaries_say_when_no_voxel_qualifies(results, tmp_path):
-    section = _section(write(results, tmp_path / "report.html").read_text(), "partition")
+def test_partition_summaries_say_when_no_voxel_qualifies(report):
+    section = _section(report.read_text(), "partition")
     assert "no qualifying voxel" in section and "both models are significant" in section
     assert "voxels (transfer a to b)" in section
     assert ">nan<" not in section.lower() and "<td>–</td>" not in section
@@ -219,28 +224,27 @@ def test_a_joint_model_without_a_significance_test_is_scored_not_compared(result
     assert comparison["model"].values.tolist() == MODELS
 
 
-def test_wide_tables_scroll_inside_the_page(results, tmp_path):
-    text = write(results, tmp_path / "report.html").read_text()
+def test_wide_tables_scroll_inside_the_page(report):
+    text = report.read_text()
     assert text.count("<table>") == text.count('<div class="scroll"><table>')
     assert ".scroll { overflow-x: auto" in text
 
 
 @pytest.mark.browser
-def test_report_renders_in_headless_chromium_without_network(results, tmp_path):
+def test_report_renders_in_headless_chromium_without_network(report):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); the offline render is not checked")
-    path = write(results, tmp_path / "report.html")
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "report.png"
     screenshot.unlink(missing_ok=True)
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
              "--virtual-time-budget=5000"]
-    dom = subprocess.run([*flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     for key in SECTIONS:
         assert f'id="{key}"' in dom.stdout
-    shot = subprocess.run([*flags, f"--screenshot={screenshot}", "--window-size=1280,2400", path.as_uri()],
+    shot = subprocess.run([*flags, f"--screenshot={screenshot}", "--window-size=1280,2400", report.as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and screenshot.stat().st_size > 50_000, shot.stderr[-2000:]
     print(f"screenshot: {screenshot}")
