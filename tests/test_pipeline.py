@@ -1,8 +1,9 @@
 """neurotask.pipeline: config validation before compute, resumable steps, fault tolerance.
 
-One tiny synthetic subject (2 sessions, an 8x10x8 grid, 3 models of 32 planted features) is built
-once per module; a reference run on an in-process Dask cluster is what every disturbed run
-(worker killed, whole process killed and re-run, separate scheduler process) must reproduce.
+One tiny synthetic subject (2 sessions, an 8x10x8 grid, 3 models of 32 planted features) and a
+reference run on an in-process Dask cluster are built once per session (tests/small_subject.py,
+shared with the SLURM tests): what every disturbed run (worker killed, whole process killed and
+re-run, separate scheduler process) must reproduce.
 """
 
 from __future__ import annotations
@@ -21,47 +22,22 @@ import numpy as np
 import pytest
 import xarray as xr
 from distributed import Client, LocalCluster
+from small_subject import MODELS, make_config
 from worker_faults import DuringStep
 
 import neurotask as nt
 from neurotask import pipeline, stores
-from neurotask.datasets import bold5000_trials, make_synthetic_features, write_synthetic_bold5000
 
-MODELS = ["autoencoding", "depth_euclidean", "class_object"]
 BIN = Path(sys.executable).parent
+#: The steps of a disturbed run: it is compared with the reference store by store; the report
+#: (~6 s of figures, no Dask) is checked on the reference run and by the report-only run.
+NO_REPORT = [step for step in pipeline.STEPS if step != "report"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bold5000")
-    images = list(dict.fromkeys(img for s in ("CSI1", "CSI2") for img in bold5000_trials(s, n_sessions=2)["image"]))
-    features = make_synthetic_features(MODELS, images, n_features=32, seed=0)
-    feature_store = root / "features.zarr"
-    stores.write_dataset(feature_store, features.to_dataset(name="features"), region_dim="model",
-                         chunks={"model": 1, "image": 512, "feature": -1})
-    for seed, subject in enumerate(("CSI1", "CSI2")):
-        write_synthetic_bold5000(root, features, subject, n_sessions=2, volume_shape=(8, 10, 8), snr=(0.5, 3.0),
-                                 seed=seed)
-    return root, feature_store
-
-
-def make_config(data, out: Path, **overrides) -> dict:
-    root, feature_store = data
-    config = {
-        "out": str(out),
-        "subjects": ["CSI1"],
-        "models": MODELS,
-        "extract": {"store": str(feature_store)},
-        "ingest": {"root": str(root)},
-        "encode": {"test_sessions": [2], "alphas": [1.0, 10.0, 100.0, 1000.0], "cv": 2},
-        "permute": {"n_permutations": 1000, "seed": 0},  # min p = 1/1001: BH passes the planted voxels
-        "partition": {"pairs": [["autoencoding", "depth_euclidean"]]},
-        "cluster": {"workers": 1, "processes": False},  # runs without a client: threads in-process
-    }
-    for key, value in overrides.items():
-        section, _, name = key.rpartition(".")
-        (config.setdefault(section, {}) if section else config)[name] = value
-    return config
+def data(small_subject):
+    """The session's small subject (tests/small_subject.py)."""
+    return small_subject
 
 
 RESULT_STORES = ("responses-CSI1", "noise_ceiling-CSI1", "rsa", "encoding-CSI1", "permutation-CSI1",
@@ -85,12 +61,9 @@ def assert_same_results(out: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        summary = pipeline.run(make_config(data, out), client=client)
-    return out, summary
+def reference(small_reference):
+    """The session's reference run (tests/small_subject.py): its output folder and summary."""
+    return small_reference
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +165,7 @@ def test_worker_killed_mid_step_gives_identical_results(data, reference, tmp_pat
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.register_plugin(DuringStep(step, str(out / "pipeline.json"), str(marker)))
-        pipeline.run(make_config(data, out), client=client)
+        pipeline.run(make_config(data, out, steps=NO_REPORT), client=client)
     assert marker.exists() and marker.read_text() == step, f"no worker was killed during {step}"
     assert_same_results(out, ref)  # Dask re-ran the lost tasks; pure tasks give the same results
 
@@ -222,7 +195,7 @@ def test_process_killed_mid_run_resumes_without_redoing_finished_steps(data, ref
     victim = "partition-CSI1"
     assert summary.statuses.get("partition/CSI1") == "complete", summary.statuses
     out = tmp_path / "out"
-    config = make_config(data, out)
+    config = make_config(data, out, steps=NO_REPORT)
     path = tmp_path / "analysis.toml"
     path.write_text(tomli_w.dumps(config))
     killed = subprocess.run([sys.executable, "-c", KILLER, str(path), victim], capture_output=True, text=True, timeout=300)
@@ -287,7 +260,7 @@ def test_run_on_a_separate_scheduler_process(data, reference, tmp_path, schedule
     ref, _ = reference
     out = tmp_path / "out"
     path = tmp_path / "analysis.toml"
-    path.write_text(tomli_w.dumps(make_config(data, out)))
+    path.write_text(tomli_w.dumps(make_config(data, out, steps=NO_REPORT)))
     result = subprocess.run([str(BIN / "neurotask"), "run", str(path), "--scheduler", scheduler_process],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
