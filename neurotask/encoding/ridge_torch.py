@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neurotask.encoding.ridge import _TIE_SLOPE, FoldFactors, RidgeFactors
+from neurotask.encoding.ridge import _TIE_SLOPE, FoldFactors, RidgeFactors, gcv_scores
 from neurotask.encoding.scoring import pearson_r, r2_score
 
 __all__ = ["bytes_per_voxel", "factors_on_device", "fit_ridge_chunk", "make_ridge_factors", "predict_ridge"]
@@ -169,20 +169,13 @@ def _solve_kfold(factors: RidgeFactors, y: Any, alphas: Any) -> tuple[Any, Any, 
 
 
 def _solve_gcv(factors: RidgeFactors, y: Any, alphas: Any) -> tuple[Any, Any, Any]:
-    """As :func:`neurotask.encoding.ridge.solve_ridge_gcv_eigh`."""
+    """As :func:`neurotask.encoding.ridge.solve_ridge_gcv_eigh`, through the same ``gcv_scores``."""
     import torch
 
-    n_train = y.shape[0]
     projection = factors.eigenvectors.T @ (factors.design.T @ y)
-    s = factors.eigenvalues.to(torch.float64)
-    alphas64 = alphas[:, None]
-    shrink = (s + 2 * alphas64) / (s + alphas64) ** 2
     y64 = y.to(torch.float64)
-    ss_tot = (y64 * y64).sum(dim=0)
-    rss = ss_tot - shrink @ projection.to(torch.float64) ** 2
-    residual_dof = 1.0 - (1.0 + (s / (s + alphas64)).sum(dim=1, keepdim=True)) / n_train
-    safe = torch.where(ss_tot > 0, ss_tot, torch.ones_like(ss_tot))
-    scores = torch.where(residual_dof > 0, 1.0 - rss / residual_dof**2 / safe, torch.full_like(rss, -np.inf))
+    scores = gcv_scores(factors.eigenvalues.to(torch.float64), projection.to(torch.float64) ** 2,
+                        (y64 * y64).sum(dim=0), y.shape[0], alphas, xp=torch)
     best, cv_score = _select(scores, alphas)
     return best, cv_score, projection
 
