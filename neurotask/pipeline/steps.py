@@ -28,7 +28,7 @@ from neurotask.stats import permutation_test, task_similarity as brain_task_simi
 from neurotask.stimuli import find_images
 from neurotask.stores.layout import outputs
 
-__all__ = ["STEP_TABLE", "Context", "StepSpec", "default_subsets", "encode", "partition", "permute", "plan", "rsa",
+__all__ = ["METHOD_REVISIONS", "STEP_TABLE", "Context", "StepSpec", "default_subsets", "encode", "partition", "permute", "plan", "rsa",
            "similarity_of_tasks"]
 
 
@@ -273,6 +273,21 @@ STEP_TABLE: tuple[StepSpec, ...] = (
 )
 
 
+#: Revisions of each section's methods, from 1. A step whose sections' methods were revised
+#: after its outputs were written is recomputed (and so is what follows it). Raise a section's
+#: revision with any change that alters its results. Revision 1 leaves the digest as it was
+#: before revisions existed, so earlier runs of unrevised steps are still reused.
+#: rsa 2: ties within 2**-42 merged, euclidean recomputed where the Gram identity cancels.
+#: encode 2: CV residuals summed in float64; each image's training presentations in its majority
+#: fold; GCV residuals as sums of positive terms (features >= trials).
+#: permute 2: R² p-values from float64 sums (they equal a brute-force loop).
+METHOD_REVISIONS: dict[str, int] = {"extract": 1, "ingest": 1, "rsa": 2, "encode": 2, "permute": 2, "partition": 1}
+
+
+def _revisions(sections: Sequence[str]) -> dict[str, int]:
+    return {s: METHOD_REVISIONS[s] for s in sections if METHOD_REVISIONS.get(s, 1) > 1}
+
+
 def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -318,8 +333,9 @@ def plan(steps: Sequence[str], ctx: Context) -> Plan:
     """The units of work of ``steps``: ``(key, settings digest, output paths, action)``.
 
     The digest covers the settings of the unit's own section and of every section it depends on,
-    the models, the subjects (for the cross-subject similarity) and its inputs' fingerprints, so
-    changing an upstream setting or an input file recomputes what follows.
+    the models, the subjects (for the cross-subject similarity), its inputs' fingerprints and the
+    revisions of those sections' methods (:data:`METHOD_REVISIONS`), so changing an upstream
+    setting, an input file or a method recomputes what follows.
     """
     for spec in STEP_TABLE:
         if spec.step not in steps:
@@ -334,6 +350,8 @@ def plan(steps: Sequence[str], ctx: Context) -> Plan:
                             inputs=_inputs(ctx, spec.sections, subject))
             if not spec.per_subject and "encode" in spec.sections:
                 settings["subjects"] = ctx.cfg["subjects"]
+            if revisions := _revisions(spec.sections):
+                settings["methods"] = revisions
             owned = (spec.key != "extract" or "images" in ctx.cfg["extract"]) and \
                 (spec.key != "ingest" or "root" in ctx.cfg["ingest"])
             paths = [ctx.path(spec.output, subject)] if owned else []

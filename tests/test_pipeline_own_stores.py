@@ -1,4 +1,5 @@
-"""Subjects: BOLD5000's four when the pipeline reads BOLD5000, any labels with one's own responses stores."""
+"""The pipeline on one's own stores: subject labels (BOLD5000's four only when it reads BOLD5000),
+and steps recomputed when their methods are revised."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import xarray as xr
 
 from neurotask import pipeline, stores
+from neurotask.pipeline import steps
 from neurotask.pipeline.config import ConfigError
 from neurotask.pipeline.validate import validate
 from neurotask.stores.layout import open_outputs
@@ -98,3 +100,18 @@ def test_reading_bold5000_still_needs_its_subjects(own_stores: Path, tmp_path: P
     cfg["ingest"] = {"root": str(own_stores)}
     with pytest.raises(ConfigError, match=r"unknown subjects \['sub-01'\]; BOLD5000 has \['CSI1'"):
         validate(cfg)
+
+
+def test_a_revised_method_recomputes_its_steps_and_what_follows(
+    own_stores: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(own_stores, tmp_path, subjects=["sub-01"], steps=["rsa", "encode", "permute"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = pipeline.run(cfg)
+        assert set(first.statuses.values()) == {"complete"}, first.statuses
+        assert set(pipeline.run(cfg).statuses.values()) == {"done before"}
+        monkeypatch.setitem(steps.METHOD_REVISIONS, "encode", steps.METHOD_REVISIONS["encode"] + 1)
+        again = pipeline.run(cfg)
+    assert again.statuses == {"rsa": "done before", "encode/sub-01": "complete", "permute/sub-01": "complete",
+                              "task_similarity": "complete"}
