@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
-PYTEST_ARGS ?=
+# two test processes (pytest-xdist), each test file on one so its module fixtures are built once;
+# plain `pytest` runs serially
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: venv demo test lint bench clean
 
