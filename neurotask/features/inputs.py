@@ -81,9 +81,6 @@ class ChunkPixels:
         self.on_device = device.type not in HOST_DEVICE_TYPES
         self.pixels = torch.from_numpy(np.ascontiguousarray(pixels)).to(device) if self.on_device else pixels
 
-    def __len__(self) -> int:
-        return len(self.pixels)
-
     def batch(self, kind: str, start: int, stop: int) -> np.ndarray | torch.Tensor:
         """Inputs of images ``start:stop`` for a model of input ``kind`` ("rgb" or "lightness").
 

@@ -28,8 +28,8 @@ from neurotask.stats import permutation_test, task_similarity as brain_task_simi
 from neurotask.stimuli import find_images
 from neurotask.stores.layout import outputs
 
-__all__ = ["METHOD_REVISIONS", "STEP_TABLE", "Context", "StepSpec", "default_subsets", "encode", "partition", "permute", "plan", "rsa",
-           "similarity_of_tasks"]
+__all__ = ["METHOD_REVISIONS", "STEP_TABLE", "Context", "StepSpec", "default_subsets", "encode", "partition", "permute",
+           "plan", "rsa", "similarity_of_tasks"]
 
 
 def _write(store: str | Path, result: xr.Dataset | xr.DataArray, name: str, parameters: Mapping[str, Any]) -> xr.Dataset:
@@ -285,7 +285,7 @@ METHOD_REVISIONS: dict[str, int] = {"extract": 1, "ingest": 1, "rsa": 2, "encode
 
 
 def _revisions(sections: Sequence[str]) -> dict[str, int]:
-    return {s: METHOD_REVISIONS[s] for s in sections if METHOD_REVISIONS.get(s, 1) > 1}
+    return {s: METHOD_REVISIONS[s] for s in sections if METHOD_REVISIONS[s] > 1}
 
 
 def _digest(*parts: Any) -> str:

@@ -43,7 +43,7 @@ def test_chunk_pixels_copy_once_and_prepare_batches_on_the_device(monkeypatch: p
     assert not host.on_device and isinstance(host.batch("rgb", 0, 2), np.ndarray)
     monkeypatch.setattr(inputs, "HOST_DEVICE_TYPES", frozenset())  # CPU torch stands in for a GPU
     device = inputs.ChunkPixels(pixels, torch.device("cpu"))
-    assert device.on_device and isinstance(device.pixels, torch.Tensor) and len(device) == 5
+    assert device.on_device and isinstance(device.pixels, torch.Tensor) and device.pixels.shape == (5, 8, 8, 3)
     for kind, reference in (("rgb", rgb_input), ("lightness", lightness_input)):
         batch = device.batch(kind, 1, 4)
         assert isinstance(batch, torch.Tensor)
