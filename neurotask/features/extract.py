@@ -34,7 +34,7 @@ import xarray as xr
 
 from neurotask.execution import cpu_count, current_client, map_unordered, progress
 from neurotask.features import encoders
-from neurotask.features.inputs import ChunkPixels
+from neurotask.features.inputs import ChunkPixels, prepared_on_device
 from neurotask.features.registry import INPUTS, resolve_models
 from neurotask.features.weights import Checkpoint, resolve_weights
 from neurotask.stimuli import (
@@ -102,6 +102,29 @@ def _decode(paths: Sequence[str], threads: int) -> np.ndarray:
         return np.stack([image for image, _ in pool.map(load_image, paths)])
 
 
+def _decoded(chunks: Sequence[Sequence[str]], threads: int, ahead: bool) -> Iterator[np.ndarray]:
+    """Each chunk's decoded pixels, in order; with ``ahead``, chunk k+1 decodes while chunk k is encoded.
+
+    Decoding ahead is for encoders on a GPU, where the host's cores are otherwise idle while the
+    device encodes; it holds one more chunk of pixels (~50 MB for 256 images). On a CPU the
+    decode would take cores from torch, so it is not done there. A chunk's decode error is
+    raised when that chunk's turn comes: the chunks before it are encoded (and written) first.
+    """
+    if not ahead:
+        yield from (_decode(paths, threads) for paths in chunks)
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="neurotask-decode")
+    try:
+        following = pool.submit(_decode, chunks[0], threads) if chunks else None
+        for k in range(len(chunks)):
+            pixels = following.result()
+            if k + 1 < len(chunks):
+                following = pool.submit(_decode, chunks[k + 1], threads)
+            yield pixels
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 # --------------------------------------------------------------------------------------------
 # 2. the unit of work: one image chunk through a group of models
 
@@ -114,6 +137,10 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _decode_threads(threads: int) -> int:
+    return min(threads, 8)
 
 
 def _worker_threads() -> int:
@@ -141,12 +168,17 @@ def _encode_chunk(
     batch_size: int | None,
     normalize_outputs: bool,
     fast: bool,
+    pixels: np.ndarray | None = None,
     sink: Callable[[str, np.ndarray], None] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Decode ``paths`` once and encode them with each model; ``sink`` takes each model's (n, 2048)."""
+    """Decode ``paths`` once (unless ``pixels`` holds them) and encode them with each model.
+
+    ``sink`` takes each model's (n, 2048) features as they are done.
+    """
     threads = _worker_threads()
-    pixels = _decode(paths, min(threads, 8))
+    if pixels is None:
+        pixels = _decode(paths, _decode_threads(threads))
     if batch_size is None:  # device "auto" is resolved here, on the worker
         batch_size = encoders.default_batch_size(device)
     out: dict[str, np.ndarray] = {}
@@ -216,7 +248,10 @@ def _run_unit(
     model_index: Mapping[str, int],
     **kwargs: Any,
 ) -> dict[str, np.ndarray]:
-    """One unit of work (a task on a cluster): its features in memory, or written to the store."""
+    """One unit of work (a task on a cluster): its features in memory, or written to the store.
+
+    ``kwargs`` go to :func:`_encode_chunk` (``pixels``: the chunk already decoded, in process).
+    """
     image_region, paths, checkpoints = unit
     if writer is None:
         return _encode_chunk(paths, checkpoints, **kwargs)
@@ -238,21 +273,26 @@ def _run_units(
 ) -> Result:
     """Run the units and yield in-memory results (task, images, features) as units complete.
 
-    On a client every unit is a task carrying its inputs (re-run if its worker is lost); in this
-    process the units run one after the other (torch uses all cores) and progress advances per
-    batch.
+    On a client every unit is a task carrying its inputs (re-run if its worker is lost). In this
+    process the units run one after the other (torch uses all cores), progress advances per
+    batch, and on a GPU the next unit's images decode while this one encodes (:func:`_decoded`).
     """
     total = sum((sl.stop - sl.start) * len(group) for sl, group in units)
     items = [(sl, paths[sl], [checkpoints[t] for t in group]) for sl, group in units]
     with progress("extracting features (images x models)", total, enabled=bool(units)) as advance:
         kwargs = {"writer": writer, "model_index": model_index, **run}
-        if client is None:
-            kwargs["advance"] = advance
-        for index, features in map_unordered(_run_unit, items, kwargs=kwargs, client=client, threads=1):
-            sl, group = units[index]
-            yield from ((task, sl, f) for task, f in features.items())
-            if client is not None:
+        if client is not None:
+            for index, features in map_unordered(_run_unit, items, kwargs=kwargs, client=client):
+                sl, group = units[index]
+                yield from ((task, sl, f) for task, f in features.items())
                 advance((sl.stop - sl.start) * len(group))
+            return
+        ahead = prepared_on_device(encoders.resolve_device(run["device"]))
+        decoded = _decoded([item[1] for item in items], _decode_threads(_worker_threads()), ahead)
+        with contextlib.closing(decoded):
+            for item, pixels in zip(items, decoded):
+                features = _run_unit(item, pixels=pixels, advance=advance, **kwargs)
+                yield from ((task, item[0], f) for task, f in features.items())
 
 
 def _attrs(
@@ -418,7 +458,7 @@ def extract_features(
     if client is None:  # on a cluster "auto" and the batch size are resolved on each worker
         device = str(encoders.resolve_device(device))
         batch_size = encoders.default_batch_size(device) if batch_size is None else batch_size
-    paths, grayscale, skipped = _scan(find_images(images), on_error, min(8, _worker_threads()))
+    paths, grayscale, skipped = _scan(find_images(images), on_error, _decode_threads(_worker_threads()))
     ids = [image_id(p) for p in paths]
 
     # 2. weights, resolved (and downloaded) here so that every worker reads the same verified files

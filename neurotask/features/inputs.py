@@ -19,10 +19,15 @@ import torch
 
 from neurotask.stimuli import LIGHTNESS_KNEE, LUMINANCE_FROM_LINEAR_RGB, MODEL_INPUTS, SRGB_TO_LINEAR
 
-__all__ = ["HOST_DEVICE_TYPES", "ChunkPixels", "rgb_input", "lightness_input", "DEVICE_INPUTS"]
+__all__ = ["HOST_DEVICE_TYPES", "prepared_on_device", "ChunkPixels", "rgb_input", "lightness_input", "DEVICE_INPUTS"]
 
 #: Device types whose inputs are prepared in numpy on the host (the encoder then reads host memory).
 HOST_DEVICE_TYPES = frozenset({"cpu"})
+
+
+def prepared_on_device(device: torch.device) -> bool:
+    """Whether inputs for ``device`` are prepared there (its type is not in :data:`HOST_DEVICE_TYPES`)."""
+    return device.type not in HOST_DEVICE_TYPES
 
 
 def rgb_input(pixels: torch.Tensor) -> torch.Tensor:
@@ -78,7 +83,7 @@ class ChunkPixels:
     """
 
     def __init__(self, pixels: np.ndarray, device: torch.device) -> None:
-        self.on_device = device.type not in HOST_DEVICE_TYPES
+        self.on_device = prepared_on_device(device)
         self.pixels = torch.from_numpy(np.ascontiguousarray(pixels)).to(device) if self.on_device else pixels
 
     def batch(self, kind: str, start: int, stop: int) -> np.ndarray | torch.Tensor:
