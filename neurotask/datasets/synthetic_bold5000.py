@@ -10,7 +10,8 @@ plus OpenNeuro's ROI masks::
     <SUBJ>_brainmask.nii.gz                                    3-D float32, 0 outside / >0 inside
     <SUBJ>_groundtruth.nc                                      planted truth (NetCDF-3)
     derivatives/spm/sub-<SUBJ>/sub-<SUBJ>_mask-<ROI>.nii.gz    10 ROI masks, BOLD5000's spellings
-                                                               (CSI2/CSI3: LHLO, RHLO; CSI2: RHRRSC)
+                                                               (CSI2/CSI3: LHLO, RHLO; CSI2: RHRRSC),
+                                                               on the betas' grid or a finer one
 
 Release 1 (ROI ``.mat`` files) and BIDS runs are written by :mod:`.synthetic_layouts` from the same
 planted responses. The response model is documented in :mod:`.synthetic_planted`.
@@ -29,7 +30,6 @@ import xarray as xr
 from neurotask.datasets.synthetic import make_synthetic_features
 from neurotask.datasets.synthetic_planted import (
     N_SESSIONS,
-    ROI_NAMES,
     VOLUME_SHAPES,
     PlantedBrain,
     bold5000_trials,
@@ -38,25 +38,18 @@ from neurotask.datasets.synthetic_planted import (
     save_nifti,
     write_groundtruth,
 )
-from neurotask.datasets.synthetic_layouts import write_bids, write_release1
+from neurotask.datasets.synthetic_layouts import ROI_FILE_NAMES, ROI_GRIDS, write_bids, write_release1, write_roi_masks
 from neurotask.datasets.synthetic_stimuli import progress_bar, write_synthetic_stimuli
 
 __all__ = ["RELEASES", "ROI_FILE_NAMES", "write_synthetic_bold5000", "write_synthetic_dataset"]
 
 #: The layouts write_synthetic_bold5000 can write.
 RELEASES = (2, 1, "bids")
-#: The ROI names in each subject's OpenNeuro mask file names (``sub-CSIX_mask-<name>.nii.gz``).
-ROI_FILE_NAMES = {
-    "CSI1": {r: r for r in ROI_NAMES},
-    "CSI2": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO", "RHRSC": "RHRRSC"},
-    "CSI3": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO"},
-    "CSI4": {r: r for r in ROI_NAMES},
-}
 _BETAS_DESCRIPTION = "GLMsingle TYPED betas, percent signal change (synthetic)"
 _TRIAL_CHUNK = 64  # trials generated at once: bounds the noise buffer to (brain voxels × 64)
 
 
-def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progress: bool) -> list[Path]:
+def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, roi_grid: str, progress: bool) -> list[Path]:
     """GLMsingle TYPED betas flat in ``root``, one 4-D file per session, streamed session by session."""
     subject = brain.subject
     root.mkdir(parents=True, exist_ok=True)
@@ -67,12 +60,7 @@ def _write_release2(brain: PlantedBrain, root: Path, nonbinary_mask: bool, progr
     mask_path = root / f"{subject}_brainmask.nii.gz"
     save_nifti(brain.mask_volume(nonbinary_mask), brain.affine, mask_path)
     written.append(mask_path)
-    roi_dir = root / "derivatives" / "spm" / f"sub-{subject}"
-    roi_dir.mkdir(parents=True, exist_ok=True)
-    for roi in ROI_NAMES:
-        path = roi_dir / f"sub-{subject}_mask-{ROI_FILE_NAMES[subject][roi]}.nii.gz"
-        save_nifti(brain.roi_volume(roi), brain.affine, path)
-        written.append(path)
+    written += write_roi_masks(brain, root, roi_grid=roi_grid)
 
     sessions = brain.trials.session.to_numpy()
     noise_sd = brain.noise_sd.astype(np.float32)[:, None]
@@ -123,6 +111,7 @@ def write_synthetic_bold5000(
     signal_fraction: float = 0.35,
     regions_per_model: int = 2,
     nonbinary_mask: bool = False,
+    roi_grid: str = "same",
     progress: bool = False,
 ) -> xr.Dataset:
     """Write a synthetic BOLD5000 subject whose voxel responses are planted from ``features``.
@@ -168,6 +157,10 @@ def write_synthetic_bold5000(
         Contiguous regions per driver model.
     nonbinary_mask : bool
         Write brain-mask values in (0.5, 1] instead of 1 inside the brain (loaders binarize > 0).
+    roi_grid : {"same", "fine"}
+        Releases 2 and "bids": write OpenNeuro's ROI masks on the data's grid, or on a finer,
+        T1w-like grid whose nearest-neighbour resampling onto the data's grid gives back the
+        planted ROI voxels (:func:`neurotask.datasets.synthetic_layouts.write_roi_masks`).
     progress : bool
         Show a progress bar.
 
@@ -176,7 +169,8 @@ def write_synthetic_bold5000(
     xarray.Dataset, dims (voxel,)
         The planted ground truth (also written to ``*_groundtruth.nc``; see
         :func:`open_groundtruth`): per in-brain voxel ``i, j, k``, ``driver`` ('' for noise),
-        ``true_r2``, ``snr``, ``region``, ``roi``, ``defect``; attrs list the written files.
+        ``true_r2``, ``snr``, ``region``, ``roi``, ``defect``; attrs list the written files
+        and ``roi_grid`` (releases 2 and "bids").
 
     Examples
     --------
@@ -188,22 +182,30 @@ def write_synthetic_bold5000(
     >>> sorted(set(truth.driver.values.tolist()))
     ['', 'class_object', 'normal']
     """
+    release = str(release)
+    if release not in map(str, RELEASES):
+        raise ValueError(f"unknown release {release!r}; expected one of {list(RELEASES)}")
+    if roi_grid not in ROI_GRIDS:
+        raise ValueError(f"unknown roi_grid {roi_grid!r}; expected one of {list(ROI_GRIDS)}")
+    if release == "1" and roi_grid != "same":
+        raise ValueError(f"roi_grid={roi_grid!r} places ROI masks, which release 1 does not have; write release 2 or 'bids'")
     brain = plant(
         features, subject, n_sessions=n_sessions, n_trials=n_trials, volume_shape=volume_shape, snr=snr,
         models=models, signal_fraction=signal_fraction, regions_per_model=regions_per_model, seed=seed,
     )  # fmt: skip
     root = Path(root)
-    release = str(release)
     if release == "2":
-        files = _write_release2(brain, root, nonbinary_mask, progress)
-    elif release in ("1", "bids"):
+        files = _write_release2(brain, root, nonbinary_mask, roi_grid, progress)
+    else:
         # Only GLMsingle betas carry NaN/constant voxels; ROI files and raw runs are complete.
         brain = replace(brain, defect=np.full_like(brain.defect, ""), defect_session=np.zeros_like(brain.defect_session))
-        writer = write_release1 if release == "1" else write_bids
-        files = writer(brain, root, progress=progress)
-    else:
-        raise ValueError(f"unknown release {release!r}; expected one of {list(RELEASES)}")
+        if release == "1":
+            files = write_release1(brain, root, progress=progress)
+        else:
+            files = write_bids(brain, root, roi_grid=roi_grid, progress=progress)
     truth = brain.groundtruth(release, [p.relative_to(root).as_posix() for p in files])
+    if release != "1":
+        truth.attrs["roi_grid"] = roi_grid
     write_groundtruth(truth, groundtruth_path(root, subject, release))
     return truth
 

@@ -25,6 +25,7 @@ BIDS (OpenNeuro ds001499), under ``root``::
     derivatives/fmriprep/sub-<SUBJ>/ses-XX/func/
         sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz     preprocessed runs
         sub-<SUBJ>_ses-XX_task-5000scenes_run-YY_bold_space-T1w_brainmask.nii.gz   their brain masks
+    derivatives/spm/sub-<SUBJ>/sub-<SUBJ>_mask-<ROI>.nii.gz                      10 ROI masks, BOLD5000's spellings
     derivatives/synthetic/sub-<SUBJ>_groundtruth.nc                             planted truth
 
 Trial ``j`` (0-based) of a run has its onset a few milliseconds off ``6 + 10 j`` s (as in the real
@@ -34,6 +35,13 @@ volume ``round(onset / 2) + k − 1``. Repeats are marked in ``ImgType`` (``rep_
 responses in percent signal change of that baseline. The preprocessed runs lie on the planted grid
 (the truth's ``i, j, k``); the raw runs are the same series with head motion: every other run
 is shifted by one voxel along ``i`` — what fmriprep's realignment undoes.
+
+ROI masks (:func:`write_roi_masks`, also for release 2) hold the truth's ``roi`` voxels, file names
+spelled per subject as OpenNeuro's (:data:`ROI_FILE_NAMES`: CSI2/CSI3 ``LHLO``/``RHLO``, CSI2
+``RHRRSC``). ``roi_grid="same"`` writes them on the runs' grid; ``"fine"`` on a T1w-like grid
+(:func:`fine_roi_affine`): 1 mm voxels, each run voxel a 2×2×2 block, a margin of
+:data:`FINE_MARGIN` voxels, and an offset of 1/8 run voxel that makes nearest-neighbour resampling
+onto the runs' grid unambiguous, so it gives back exactly the planted ROI voxels.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ import scipy.io
 from neurotask.datasets.synthetic_planted import ROI_NAMES, PlantedBrain, save_nifti
 from neurotask.datasets.synthetic_stimuli import progress_bar
 
-__all__ = ["HRF_BY_TR", "BIDS_TR", "BIDS_RUN_TRS", "write_release1", "write_bids"]
+__all__ = ["HRF_BY_TR", "BIDS_TR", "BIDS_RUN_TRS", "FINE_MARGIN", "ROI_FILE_NAMES", "ROI_GRIDS", "fine_roi_affine",
+           "write_release1", "write_bids", "write_roi_masks"]
 
 #: Response amplitude in TR 1..5 after an onset.
 HRF_BY_TR = (0.0, 0.35, 1.0, 1.0, 0.45)
@@ -59,6 +68,61 @@ _FIRST_ONSET_S, _TRIAL_SPACING_S = 6.0, 10.0
 _ONSET_JITTER_S = (-0.02, 0.03)  # the real onsets lie milliseconds off whole TRs, either side
 _BIDS_SOURCES = {"coco": "coco", "imagenet": "imagenet", "scene": "scenes"}
 _FMRIPREP_BOLD, _FMRIPREP_MASK = "_bold_space-T1w_preproc", "_bold_space-T1w_brainmask"
+
+#: The ROI names in each subject's OpenNeuro mask file names (``sub-CSIX_mask-<name>.nii.gz``).
+ROI_FILE_NAMES = {
+    "CSI1": {r: r for r in ROI_NAMES},
+    "CSI2": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO", "RHRSC": "RHRRSC"},
+    "CSI3": {**{r: r for r in ROI_NAMES}, "LHLOC": "LHLO", "RHLOC": "RHLO"},
+    "CSI4": {r: r for r in ROI_NAMES},
+}
+#: The grids ROI masks can be written on: the data's, or a finer T1w-like one (module notes).
+ROI_GRIDS = ("same", "fine")
+#: Fine-grid voxels beyond the data's field of view on every side.
+FINE_MARGIN = 3
+_FINE_OFFSET = -1 / 8  # data voxels: a data voxel's centre lies 1/8 data voxel from one fine centre, 3/8 from the next
+
+
+def fine_roi_affine(affine: np.ndarray) -> np.ndarray:
+    """The affine of the fine ROI grid of a data grid with ``affine`` (module notes).
+
+    Fine voxel ``f`` lies at data-voxel coordinate ``(f - FINE_MARGIN) / 2 + _FINE_OFFSET``.
+    """
+    to_data = np.diag([0.5, 0.5, 0.5, 1.0])
+    to_data[:3, 3] = -FINE_MARGIN / 2 + _FINE_OFFSET
+    return np.asarray(affine, dtype=np.float64) @ to_data
+
+
+def write_roi_masks(brain: PlantedBrain, root: Path, *, roi_grid: str = "same") -> list[Path]:
+    """The ten ROI masks under ``root/derivatives/spm/sub-<SUBJ>/``, spelled as OpenNeuro's; returns the paths.
+
+    Parameters
+    ----------
+    brain : PlantedBrain
+    root : Path
+        The dataset folder.
+    roi_grid : {"same", "fine"}
+        The data's grid, or the fine T1w-like grid of :func:`fine_roi_affine`.
+
+    Returns
+    -------
+    list of Path
+    """
+    if roi_grid not in ROI_GRIDS:
+        raise ValueError(f"unknown roi_grid {roi_grid!r}; expected one of {list(ROI_GRIDS)}")
+    folder = root / "derivatives" / "spm" / f"sub-{brain.subject}"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for roi in ROI_NAMES:
+        volume, affine = brain.roi_volume(roi), brain.affine
+        if roi_grid == "fine":
+            for axis in range(3):
+                volume = np.repeat(volume, 2, axis=axis)
+            volume, affine = np.pad(volume, FINE_MARGIN), fine_roi_affine(brain.affine)
+        path = folder / f"sub-{brain.subject}_mask-{ROI_FILE_NAMES[brain.subject][roi]}.nii.gz"
+        save_nifti(volume, affine, path)
+        written.append(path)
+    return written
 
 
 def _subject_code(subject: str) -> str:
@@ -123,8 +187,23 @@ def _events(run_trials: pd.DataFrame, subject: str, rng: np.random.Generator) ->
     )
 
 
-def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> list[Path]:
-    """OpenNeuro-layout BOLD runs with events, fmriprep's preprocessed runs, one localizer run; returns the paths."""
+def write_bids(brain: PlantedBrain, root: Path, *, roi_grid: str = "same", progress: bool = False) -> list[Path]:
+    """OpenNeuro-layout BOLD runs with events, fmriprep's preprocessed runs, one localizer run, ROI masks.
+
+    Parameters
+    ----------
+    brain : PlantedBrain
+    root : Path
+        The dataset folder.
+    roi_grid : {"same", "fine"}
+        The grid of the ROI masks (:func:`write_roi_masks`).
+    progress : bool
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     subject = brain.subject
     description = root / "dataset_description.json"
     root.mkdir(parents=True, exist_ok=True)
@@ -165,7 +244,7 @@ def write_bids(brain: PlantedBrain, root: Path, *, progress: bool = False) -> li
     blocks = pd.DataFrame({"onset": [0.0, 12.0], "duration": [12.0, 12.0], "trial_type": ["scenes", "objects"]})
     blocks.to_csv(func / f"{stem}_events.tsv", sep="\t", index=False)
     written.append(func / f"{stem}_events.tsv")
-    return written
+    return written + write_roi_masks(brain, root, roi_grid=roi_grid)
 
 
 def _run_volume(brain: PlantedBrain, series: np.ndarray, rng: np.random.Generator) -> np.ndarray:

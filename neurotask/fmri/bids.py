@@ -8,6 +8,7 @@ skipped)::
     derivatives/fmriprep/sub-CSIX/ses-XX/func/
         sub-CSIX_ses-XX_task-5000scenes_run-YY_bold_space-T1w_preproc.nii.gz        preprocessed (fmriprep 1.x)
         sub-CSIX_ses-XX_task-5000scenes_run-YY_bold_space-T1w_brainmask.nii.gz      its brain mask
+    derivatives/spm/sub-CSIX/sub-CSIX_mask-<ROI>.nii.gz                             ROI masks (optional)
 
 (fmriprep ≥ 1.4's ``_space-T1w_desc-preproc_bold`` / ``_space-T1w_desc-brain_mask`` names are read
 too). ``preprocessed=True`` (the default) reads the fmriprep runs when the subject has any, else
@@ -18,6 +19,20 @@ A trial is the mean of chosen volumes after its onset: TR ``k`` (1-based) is vol
 milliseconds off whole TRs: 6.0268 s, 16.0020 s, …). events.tsv may end lines with LF or CRLF.
 Repeated images are marked in ``ImgType`` (``rep_coco``…), never in ``ImgName``: repeats are
 labeled by counting each image's presentations, as for the other layouts.
+
+ROI masks are named as release 2 names them (:func:`neurotask.fmri.bold5000.roi_mask_files`):
+BOLD5000's spellings map to :data:`~neurotask.fmri.bold5000.ROIS` (CSI2/CSI3's ``LHLO``/``RHLO`` →
+``LHLOC``/``RHLOC``, CSI2's ``RHRRSC`` → ``RHRSC``, case-insensitively); another ``mask-<name>`` is
+kept under its own name and reported at ingestion (it may be the user's own ROI, or a misspelling
+worth fixing; dropping it would lose voxels silently). Two files naming one ROI are an error.
+
+Where ds001499's masks lie relative to fmriprep's T1w runs, or to the raw runs, is not documented,
+so only the grids are compared: masks on the runs' grid (shape and affine) are used as they are,
+for raw and preprocessed runs alike; a mask on another grid is refused unless ``resample_mask``
+asks to resample it by world coordinates (nearest neighbour). That fixes a grid, not a space: a
+mask in another space lands off the brain, and an ROI with most of its voxels outside the brain
+mask is reported (:func:`neurotask.fmri.masking.roi_masks`). Raw runs are not realigned, so head
+motion moves them under a fixed mask.
 """
 
 from __future__ import annotations
@@ -26,14 +41,14 @@ import csv
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from neurotask.fmri.bold5000 import Layout, Session, check_grids, read_volumes
+from neurotask.fmri.bold5000 import Layout, Session, check_grids, read_volumes, roi_mask_files, spm_roi_folder
 
 __all__ = ["BidsFiles", "BidsRun", "find_bids", "read_bids", "read_events"]
 
@@ -55,15 +70,16 @@ class BidsRun:
 
 @dataclass(frozen=True)
 class BidsFiles:
-    """The runs a BIDS ingest reads, in (session, run) order, and which kind they are."""
+    """The runs a BIDS ingest reads, in (session, run) order, which kind they are, and the ROI masks."""
 
     runs: tuple[BidsRun, ...]
     kind: str  # "fmriprep-T1w" or "raw"
+    rois: dict[str, Path] = field(default_factory=dict)
 
     @property
     def files(self) -> list[Path]:
         masks = [r.mask for r in self.runs if r.mask is not None]
-        return [r.bold for r in self.runs] + [r.events for r in self.runs] + masks
+        return [r.bold for r in self.runs] + [r.events for r in self.runs] + masks + list(self.rois.values())
 
 
 def _runs(folder: Path, subject: str, suffixes: Sequence[str]) -> dict[tuple[int, int], tuple[Path, str]]:
@@ -83,7 +99,23 @@ def _label(keys: Sequence[tuple[int, int]]) -> str:
 
 
 def find_bids(root: Path, subject: str, *, preprocessed: bool = True) -> BidsFiles:
-    """The subject's 5000scenes runs to read (file names only; see the module notes)."""
+    """The subject's 5000scenes runs and ROI masks to read, from folder listings alone (no NIfTI is opened).
+
+    Parameters
+    ----------
+    root : Path
+        The BIDS dataset folder (holding ``sub-CSIX/``).
+    subject : str
+        Canonical subject name (``"CSI1"``).
+    preprocessed : bool
+        Read fmriprep's T1w runs when the subject has any (else the raw runs); False: the raw runs.
+
+    Returns
+    -------
+    BidsFiles
+        ROI masks from ``derivatives/spm/sub-CSIX/`` by canonical name (none when absent), for raw
+        and preprocessed runs alike (see the module notes).
+    """
     raw = _runs(root / f"sub-{subject}", subject, [_RAW])
     fmriprep_dir = root / "derivatives" / "fmriprep" / f"sub-{subject}"
     prep = _runs(fmriprep_dir, subject, list(_FMRIPREP)) if preprocessed else {}
@@ -112,7 +144,8 @@ def find_bids(root: Path, subject: str, *, preprocessed: bool = True) -> BidsFil
             suffix = next(s for s in _FMRIPREP if path.name.startswith(stem + s))
             mask = next((p for p in path.parent.glob(f"{stem}{_FMRIPREP[suffix]}.nii*")), None)
         runs.append(BidsRun(session, run, path, events, mask))
-    return BidsFiles(tuple(runs), "fmriprep-T1w" if use_prep else "raw")
+    rois = roi_mask_files(spm_roi_folder(root, subject), subject)
+    return BidsFiles(tuple(runs), "fmriprep-T1w" if use_prep else "raw", rois)
 
 
 def read_events(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -150,7 +183,11 @@ def read_bids(
     root: Path, subject: str, *, tr: int | Sequence[int] = (3, 4), repetition_time: float | None = None,
     preprocessed: bool = True, **_: object,
 ) -> Layout:
-    """The BIDS :class:`Layout` of one subject (reads NIfTI headers and the events)."""
+    """The BIDS :class:`Layout` of one subject (reads NIfTI headers and the events).
+
+    ``roi_files`` holds the ``derivatives/spm`` ROI masks by canonical name; ingestion loads them
+    onto the runs' grid (module notes).
+    """
     offsets = _offsets(tr)
     found = find_bids(root, subject, preprocessed=preprocessed)
     grid = check_grids([r.bold for r in found.runs])
@@ -185,7 +222,7 @@ def read_bids(
     masks = tuple(r.mask for r in found.runs)
     return Layout(
         release="bids", subject=subject, stimuli=stimuli, sessions=sessions, files=found.files, grid=grid,
-        mask_files=masks if all(m is not None for m in masks) else (),
+        mask_files=masks if all(m is not None for m in masks) else (), roi_files=found.rois,
         details={"tr": list(offsets), "repetition_time": sorted(used_tr), "bids_runs": found.kind},
     )  # fmt: skip
 

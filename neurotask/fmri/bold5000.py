@@ -48,7 +48,9 @@ __all__ = [
     "read_lines",
     "read_volumes",
     "real_session_trials",
+    "roi_mask_files",
     "runs_of",
+    "spm_roi_folder",
     "walk_folders",
 ]
 
@@ -94,6 +96,51 @@ def canonical_roi(name: str) -> str:
     return by_upper.get(name.upper(), name)
 
 
+def spm_roi_folder(root: Path, subject: str) -> Path:
+    """Where OpenNeuro ds001499 keeps a subject's ROI masks: ``root/derivatives/spm/sub-CSIX/``."""
+    return root / "derivatives" / "spm" / f"sub-{subject}"
+
+
+def roi_mask_files(folder: Path, subject: str, names: Iterable[str] | None = None) -> dict[str, Path]:
+    """The ROI masks ``(sub-)CSIX_mask-<ROI>.nii[.gz]`` in ``folder``, by canonical ROI name.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder to look in (none found when it does not exist).
+    subject : str
+        Canonical subject name (``"CSI2"``).
+    names : iterable of str, optional
+        The file names of ``folder``, when already listed; else the folder is listed.
+
+    Returns
+    -------
+    dict of str to Path
+        In file-name order. ``<ROI>`` is mapped by :func:`canonical_roi` (case-insensitive;
+        ``LHLO`` → ``LHLOC``, ``RHRRSC`` → ``RHRSC``); a name that is none of :data:`ROIS` or
+        :data:`ROI_ALIASES` is kept as it is spelled (ingestion reports it).
+
+    Raises
+    ------
+    ValueError
+        Two files name the same ROI (``LHLO`` and ``LHLOC``, or a ``.nii`` and a ``.nii.gz``):
+        which one is meant cannot be guessed.
+    """
+    if names is None:
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    pattern = re.compile(rf"(?:sub-)?{subject}_mask-(?P<roi>[A-Za-z0-9]+)\.nii(?:\.gz)?")
+    found: dict[str, list[Path]] = {}
+    for name in sorted(names):
+        match = pattern.fullmatch(name)
+        if match:
+            found.setdefault(canonical_roi(match["roi"]), []).append(folder / name)
+    doubles = {roi: paths for roi, paths in found.items() if len(paths) > 1}
+    if doubles:
+        roi, paths = min(doubles.items())
+        raise ValueError(f"{folder} holds two masks of ROI {roi}: {[p.name for p in paths]}; keep one of them")
+    return {roi: paths[0] for roi, paths in found.items()}
+
+
 def real_session_trials(subject: str) -> list[int]:
     """Trials per functional session of a subject, from :data:`SESSION_RUNS`."""
     return [TRIALS_PER_RUN * runs for runs in SESSION_RUNS[subject]]
@@ -101,10 +148,11 @@ def real_session_trials(subject: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Grid:
-    """A volume grid: 3-D shape and voxel-to-world affine."""
+    """A volume grid: 3-D shape and voxel-to-world affine, and the file it was read from (for messages)."""
 
     shape: tuple[int, int, int]
     affine: np.ndarray
+    source: Path | None = field(default=None, compare=False)
 
     def matches(self, other: Grid) -> bool:
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=1e-4)
@@ -134,7 +182,8 @@ class Layout:
 
     ``files`` lists every input file the layout reads (what :func:`neurotask.fmri.input_files`
     returns); ``mask_files`` are brain masks on the grid, intersected when there are several
-    (fmriprep writes one per run).
+    (fmriprep writes one per run); ``roi_files`` are ROI masks by canonical name
+    (:func:`roi_mask_files`; release 2 and BIDS), loaded onto the grid at ingestion.
     """
 
     release: int | str
@@ -202,7 +251,7 @@ def check_grids(files: Sequence[Path]) -> Grid:
 
 def grid_of(path: Path) -> Grid:
     img = nib.load(path)
-    return Grid(tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, dtype=float))
+    return Grid(tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine, dtype=float), Path(path))
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from rich.progress import Progress
 from neurotask.fmri.bold5000 import Layout
 from neurotask.fmri.layouts import read_layout
 from neurotask.fmri.masking import (
-    MaskLike, VoxelScreen, brain_mask, check_mask, is_finite_choice, load_mask, roi_labels,
+    MaskLike, VoxelScreen, brain_mask, check_mask, is_finite_choice, roi_labels, roi_masks,
 )
 from neurotask.fmri.normalize import _check, _zscore_groups, trial_groups
 from neurotask.stores import (
@@ -94,10 +94,7 @@ def _candidates(
             f"the brain mask ({source}) holds no voxel; pass a mask= that covers the brain, or mask='finite'"
         )
     ijk = np.nonzero(volume)
-    rois = {
-        name: load_mask(path, grid, resample=resample_mask, what=f"ROI mask {name}")
-        for name, path in layout.roi_files.items()
-    }
+    rois = roi_masks(layout.roi_files, grid, volume, resample=resample_mask)
     labels, overlaps = roi_labels(rois, ijk) if rois else (None, 0)
     if overlaps:
         logger.info("%d voxels lie in several ROIs: labeled with the first in canonical order", overlaps)
@@ -235,8 +232,8 @@ def load_bold5000(
         TRs after onset, 1-based. Release 1: ``(3, 4)`` averages the TR3 and TR4 files, ``34`` reads
         the TR34 file, ``k`` reads TRk. BIDS: the volumes ``onset/TR + k - 1`` averaged per trial.
     resample_mask : bool
-        Resample a brain or ROI mask on another grid to the betas' grid (nearest neighbour) instead
-        of raising.
+        Resample a brain or ROI mask on another grid to the grid of the betas (or BIDS runs) by
+        world coordinates, nearest neighbour, instead of raising :class:`neurotask.fmri.GridMismatchError`.
     trials_per_run : int
         Trials per run (37 in BOLD5000); runs are numbered 1.. within each session (releases 1, 2).
     session_trials : sequence of int, optional
@@ -261,7 +258,11 @@ def load_bold5000(
         Lazy (opened from the store), float32, with ``image`` (stimulus id), ``session``, ``run``
         (1-based), ``presentation`` (1-based count of the image's showings so far) and ``repeat``
         (the image is shown more than once) on trial; ``i, j, k`` on voxel (-1 for release 1, which
-        has no voxel positions) and ``roi`` when ROI masks exist ("" outside them). Attrs: subject,
+        has no voxel positions) and ``roi`` when ROI masks exist ("" outside them): release 1's
+        ROI columns, or OpenNeuro's ``derivatives/spm/sub-CSIX/sub-CSIX_mask-<ROI>.nii.gz`` (release 2
+        and BIDS) named as in :data:`neurotask.fmri.ROIS` (``LHLO`` → ``LHLOC``, ``RHRRSC`` →
+        ``RHRSC``); a warning reports ROI masks mostly outside the brain mask, or of unknown names
+        (kept under their own). Attrs: subject,
         release, affine (JSON), volume_shape, mask_sha256 (of the kept-voxel volume), dropped_voxels
         (JSON counts by reason), mask_source, normalization, and the layout's choices (betas, tr,
         bids_runs).

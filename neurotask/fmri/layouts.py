@@ -45,7 +45,7 @@ def read_layout(root: str | os.PathLike[str], subject: str | int = "CSI1", relea
     root : path-like
         Release 2: the folder holding the downloaded files, or a folder up to three levels above
         it. Release 1: the folder holding ``ROIs/`` (or ``ROIs/`` itself). BIDS: the dataset folder
-        (``sub-CSIX/``).
+        (``sub-CSIX/``, and ``derivatives/spm/sub-CSIX/`` for ROI masks).
     subject : str or int
         ``"CSI1"`` … ``"CSI4"``.
     release : {2, 1, "bids"}
@@ -109,8 +109,9 @@ def input_files(
     -------
     list of pathlib.Path
         Release 2: session betas in session order, the trial order, the brain mask, ROI masks.
-        Release 1: the ROI files of the chosen TRs and the stimulus list. BIDS: runs, events and
-        (fmriprep) run brain masks. Equal to ``read_layout(...).files``.
+        Release 1: the ROI files of the chosen TRs and the stimulus list. BIDS: runs, events,
+        (fmriprep) run brain masks and the ``derivatives/spm`` ROI masks. Equal to
+        ``read_layout(...).files``.
     """
     key, path, name = _release_key(release), _root(root), canonical_subject(subject)
     if key == 2:

@@ -9,12 +9,17 @@ The brain mask (:func:`brain_mask`) is the tree's (release 2: ``CSIX_brainmask.n
 the intersection of the runs' masks), a given one (path, nibabel image, boolean array), or
 ``"finite"``: no mask, every voxel finite in every session is kept — for when the shipped mask does
 not fit the betas (one public loader reports this for release 2).
+
+ROI masks (:func:`roi_masks`) must lie on the same grid, or be resampled to it on request; an ROI
+that then lies mostly outside the brain mask, or is empty, is reported rather than left unlabeled
+in silence.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +27,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from neurotask.fmri.bold5000 import ROIS, Grid, first_volume, mean_abs_volume
+from neurotask.fmri.bold5000 import ROI_ALIASES, ROIS, Grid, first_volume, mean_abs_volume
 from neurotask.stores import sha256_array, sha256_file
 
-__all__ = ["MASK_CHOICES", "GridMismatchError", "MaskLike", "VoxelScreen", "brain_mask", "check_mask", "derive_mask",
-           "is_finite_choice", "load_mask", "roi_labels"]
+__all__ = ["MASK_CHOICES", "ROI_MIN_INSIDE", "GridMismatchError", "MaskLike", "VoxelScreen", "brain_mask", "check_mask",
+           "derive_mask", "is_finite_choice", "load_mask", "roi_labels", "roi_masks"]
 
 #: What ``mask=`` accepts besides None (the tree's mask): the word "finite", or a mask itself.
 MaskLike = str | os.PathLike[str] | nib.spatialimages.SpatialImage | np.ndarray
@@ -34,9 +39,15 @@ MASK_CHOICES = "None (the tree's brain mask), 'finite', a NIfTI path, a nibabel 
 
 logger = logging.getLogger("neurotask.fmri")
 
+#: The fraction of an ROI's voxels that must lie inside the brain mask for it to pass unreported.
+#: An ROI on the right grid and in the right space lies within the brain but for a rim: BOLD5000's
+#: ROIs are cortical patches, and an EPI brain mask can clip a voxel or two at the surface. Below
+#: half, the mask most likely belongs to another subject or space (:func:`roi_masks`).
+ROI_MIN_INSIDE = 0.5
+
 
 class GridMismatchError(ValueError):
-    """A mask does not lie on the betas' voxel grid."""
+    """A mask does not lie on the voxel grid of the data (the betas, or the BIDS runs)."""
 
 
 def _image(mask: str | Path | nib.spatialimages.SpatialImage) -> nib.spatialimages.SpatialImage:
@@ -46,17 +57,18 @@ def _image(mask: str | Path | nib.spatialimages.SpatialImage) -> nib.spatialimag
 def load_mask(
     mask: str | Path | nib.spatialimages.SpatialImage, grid: Grid, *, resample: bool = False, what: str = "mask"
 ) -> np.ndarray:
-    """A mask on the betas' grid, binarized (> 0; NaN counts as outside).
+    """A mask on the data's grid, binarized (> 0; NaN counts as outside).
 
     Parameters
     ----------
     mask : path-like or nibabel image
         A 3-D mask (a 4-D one with a single volume is accepted).
     grid : Grid
-        The betas' grid (shape and affine).
+        The grid of the betas or runs (shape and affine).
     resample : bool
-        Resample a mask on another grid to the betas' grid (nearest neighbour, nilearn). Without
-        it, a mask on another grid raises :class:`GridMismatchError`.
+        Resample a mask on another grid to ``grid`` by world coordinates (nearest neighbour,
+        nilearn). Without it, a mask on another grid raises :class:`GridMismatchError`, which names
+        the mask's file, the data file and both shapes and affines.
     what : str
         How the mask is named in messages.
 
@@ -65,24 +77,32 @@ def load_mask(
     numpy.ndarray of bool, shape grid.shape
     """
     img = _image(mask)
+    label = f"{what} ({mask})" if isinstance(mask, (str, os.PathLike)) else what
+    data = f"the data ({grid.source.name})" if grid.source is not None else "the data"
     shape = tuple(int(n) for n in img.shape[:3])
     if len(img.shape) > 3 and int(np.prod(img.shape[3:])) != 1:
-        raise ValueError(f"the {what} must be a 3-D image; got shape {img.shape}")
+        raise ValueError(f"the {label} must be a 3-D image; got shape {img.shape}")
     mask_grid = Grid(shape, np.asarray(img.affine, dtype=float))
     if not mask_grid.matches(grid):
         if not resample:
             raise GridMismatchError(
-                f"the {what} and the betas lie on different voxel grids:\n"
+                f"the {label} and {data} lie on different voxel grids:\n"
                 f"  {what}: shape {mask_grid.shape}, affine\n{np.array2string(mask_grid.affine, precision=3)}\n"
-                f"  betas: shape {grid.shape}, affine\n{np.array2string(grid.affine, precision=3)}\n"
-                f"Pass a {what} on the betas' grid, or resample_mask=True to resample it (nearest neighbour)."
+                f"  data: shape {grid.shape}, affine\n{np.array2string(grid.affine, precision=3)}\n"
+                f"Use a mask on the data's grid, or pass resample_mask=True (command line: --resample-mask) to "
+                f"resample it by world coordinates (nearest neighbour; right when both lie in the same space)."
             )
         from nilearn.image import resample_to_img
+        from nilearn.image.resampling import BoundingBoxError
 
         reference = nib.Nifti1Image(np.zeros(grid.shape, dtype=np.uint8), grid.affine)
         img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32).reshape(shape), img.affine)
-        img = resample_to_img(img, reference, interpolation="nearest", force_resample=True, copy_header=True)
-        logger.info("resampled the %s from shape %s to the betas' grid %s", what, shape, grid.shape)
+        try:
+            img = resample_to_img(img, reference, interpolation="nearest", force_resample=True, copy_header=True)
+        except BoundingBoxError:  # nilearn refuses a mask lying wholly beside the grid: it holds none of its voxels
+            logger.info("the %s lies wholly outside the field of view of %s", label, data)
+            return np.zeros(grid.shape, dtype=bool)
+        logger.info("resampled the %s from shape %s to the grid %s of %s", label, shape, grid.shape, data)
     values = np.asarray(img.dataobj, dtype=np.float32).reshape(grid.shape)
     return np.nan_to_num(values, nan=0.0) > 0
 
@@ -154,6 +174,66 @@ def brain_mask(
     volume = derive_mask(mean_abs_volume(first_file), grid)
     logger.info("no brain mask given or found: derived one from %s (%d voxels)", first_file.name, volume.sum())
     return volume, f"derived:compute_epi_mask({first_file.name})"
+
+
+def roi_masks(
+    roi_files: Mapping[str, Path], grid: Grid, brain: np.ndarray, *, resample: bool = False
+) -> dict[str, np.ndarray]:
+    """The ROI masks on ``grid``, each checked against the brain mask.
+
+    Every ROI's voxel count on the grid, and how many lie inside ``brain``, is logged. An ROI
+    with no voxel on the grid, or with fewer than :data:`ROI_MIN_INSIDE` of its voxels inside the
+    brain mask, is reported in one warning: its voxels would be missing from the ``roi`` labels
+    (a mask of another subject, or in another space, which resampling by world coordinates does
+    not fix). ROI names other than BOLD5000's ten (and their spellings) are kept, and reported.
+
+    Parameters
+    ----------
+    roi_files : mapping of str to Path
+        ROI masks by name (a layout's ``roi_files``).
+    grid : Grid
+        The data's grid.
+    brain : numpy.ndarray of bool, shape grid.shape
+        The candidate voxels (the brain mask).
+    resample : bool
+        Resample masks on another grid (nearest neighbour) instead of raising
+        :class:`GridMismatchError`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray of bool, shape grid.shape
+
+    Warns
+    -----
+    UserWarning
+        Naming the ROIs empty on the grid or mostly outside ``brain`` (with their counts), and
+        those of unknown names.
+    """
+    rois = {name: load_mask(path, grid, resample=resample, what=f"ROI mask {name}") for name, path in roi_files.items()}
+    misplaced = []
+    for name, volume in rois.items():
+        total, inside = int(volume.sum()), int((volume & brain).sum())
+        logger.info("ROI %s: %d voxels on the grid, %d inside the brain mask", name, total, inside)
+        if total == 0:
+            misplaced.append(f"{name} has no voxel on the grid ({roi_files[name].name})")
+        elif inside < ROI_MIN_INSIDE * total:
+            misplaced.append(f"{name} has {inside} of its {total} voxels inside ({roi_files[name].name})")
+    if misplaced:
+        warnings.warn(
+            f"ROI masks empty or lying mostly outside the brain mask label few or none of their voxels: "
+            f"{'; '.join(misplaced)}. Check that they are this subject's masks and lie in the space of the data "
+            f"(resample_mask fixes another grid, not another space).",
+            UserWarning, stacklevel=3,
+        )
+    unknown = [name for name in rois if name not in ROIS]
+    if unknown:
+        warnings.warn(
+            f"ROI masks {[roi_files[n].name for n in unknown]} name none of BOLD5000's ROIs {list(ROIS)} (nor the "
+            f"spellings {sorted(ROI_ALIASES)}): their voxels are labeled {unknown}; rename the files if that is a "
+            f"misspelling.",
+            UserWarning, stacklevel=3,
+        )
+    return rois
 
 
 def roi_labels(

@@ -32,11 +32,12 @@ from neurotask.fmri.bold5000 import (
     TRIALS_PER_RUN,
     Layout,
     Session,
-    canonical_roi,
     check_grids,
     read_lines,
     read_volumes,
+    roi_mask_files,
     runs_of,
+    spm_roi_folder,
     walk_folders,
 )
 
@@ -149,29 +150,19 @@ def _find_names(root: Path, subject: str, folder: Path, folders: list[tuple[Path
     return lists[0]
 
 
-def _openneuro_roi_folders(subject: str, folders: list[tuple[Path, list[str]]]) -> list[tuple[Path, list[str]]]:
-    """OpenNeuro's ``derivatives/spm/sub-CSIX/`` below any searched folder, however deep it then lies."""
-    found = []
-    for folder, _ in folders:
-        spm = folder / "derivatives" / "spm" / f"sub-{subject}"
-        if spm.is_dir():
-            found.append((spm, sorted(p.name for p in spm.iterdir() if p.is_file())))
-    return found
-
-
 def find_rois(root: Path, subject: str, folders: list[tuple[Path, list[str]]]) -> dict[str, Path]:
     """ROI masks ``(sub-)CSIX_mask-<ROI>.nii(.gz)`` in one folder, by canonical ROI name.
 
     Searched: ``folders``, and OpenNeuro's ``derivatives/spm/sub-CSIX/`` below each of them (so a
     ds001499 tree beside the betas' folder, or one inside it, is found from a root above both).
+    Names as :func:`neurotask.fmri.bold5000.roi_mask_files` reads them.
     """
-    pattern = re.compile(rf"(?:sub-)?{subject}_mask-(?P<roi>[A-Za-z0-9]+)\.nii(?:\.gz)?")
-    by_folder: dict[Path, dict[str, Path]] = {}
-    for folder, files in dict(folders + _openneuro_roi_folders(subject, folders)).items():
-        for name in files:
-            match = pattern.fullmatch(name)
-            if match:
-                by_folder.setdefault(folder, {})[canonical_roi(match["roi"])] = folder / name
+    listed = dict(folders)
+    for folder, _ in folders:
+        spm = spm_roi_folder(folder, subject)
+        if spm not in listed and spm.is_dir():
+            listed[spm] = sorted(p.name for p in spm.iterdir() if p.is_file())
+    by_folder = {folder: rois for folder, files in listed.items() if (rois := roi_mask_files(folder, subject, files))}
     if len(by_folder) > 1:
         raise ValueError(
             f"two or more folders under {root} hold {subject}'s ROI masks: {[str(f) for f in sorted(by_folder)]}; "

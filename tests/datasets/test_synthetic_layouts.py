@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -123,3 +124,48 @@ def test_bids_runs_events_fmriprep_and_tr_average(tmp_path: Path, features: xr.D
     responses = volume[truth.i.values, truth.j.values, truth.k.values].T.astype(np.float64)
     check_recovery(features, truth, responses, np.arange(truth.sizes["voxel"]))
     assert truth.equals(open_groundtruth(tmp_path, "CSI1", release="bids"))
+
+
+#: OpenNeuro's mask names per subject (bold5000/LAYOUTS.md): CSI2/CSI3 spell LHLO/RHLO, CSI2 RHRRSC.
+SPELLINGS = {"CSI1": {}, "CSI2": {"LHLOC": "LHLO", "RHLOC": "RHLO", "RHRSC": "RHRRSC"},
+             "CSI3": {"LHLOC": "LHLO", "RHLOC": "RHLO"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("release", ["bids", 2])
+@pytest.mark.parametrize("subject", ["CSI2", "CSI3"])
+def test_roi_masks_hold_the_planted_rois_on_the_data_grid_or_a_fine_one(tmp_path: Path, release, subject) -> None:
+    shape = (8, 8, 6)
+    images = bold5000_trials(subject, n_sessions=1).image.unique().tolist()
+    feats = make_synthetic_features(["normal"], images, n_features=4)
+    same = write_synthetic_bold5000(tmp_path / "same", feats, subject, n_sessions=1, volume_shape=shape, release=release)
+    fine = write_synthetic_bold5000(tmp_path / "fine", feats, subject, n_sessions=1, volume_shape=shape, release=release,
+                                    roi_grid="fine")  # fmt: skip
+    assert same.attrs["roi_grid"] == "same" and fine.attrs["roi_grid"] == "fine"
+    affine = np.array(json.loads(same.attrs["affine"]))
+    ijk = np.stack([same.i.values, same.j.values, same.k.values])
+    for roi in ROI_NAMES:
+        name = f"sub-{subject}_mask-{SPELLINGS[subject].get(roi, roi)}.nii.gz"
+        on_grid = nib.load(tmp_path / "same" / "derivatives" / "spm" / f"sub-{subject}" / name)
+        assert on_grid.shape == shape and np.allclose(on_grid.affine, affine)
+        planted = np.zeros(shape, dtype=bool)
+        planted[tuple(ijk[:, same.roi.values == roi])] = True
+        assert planted.any()
+        np.testing.assert_array_equal(np.asarray(on_grid.dataobj) > 0, planted)
+        # The fine grid: 1 mm voxels, a 3-voxel margin; the nearest fine voxel to each data voxel's centre
+        # (numpy, not nilearn) is set exactly where the ROI was planted.
+        img = nib.load(tmp_path / "fine" / "derivatives" / "spm" / f"sub-{subject}" / name)
+        assert img.shape == tuple(2 * n + 6 for n in shape) and np.allclose(np.abs(np.diag(img.affine)[:3]), 1.0)
+        centres = np.indices(shape).reshape(3, -1)
+        position = np.linalg.solve(img.affine, affine @ np.vstack([centres, np.ones(centres.shape[1])]))[:3]
+        assert (np.abs(position - np.round(position)) < 0.4).all()  # no centre halfway between fine voxels
+        nearest = np.asarray(img.dataobj)[tuple(np.round(position).astype(int))] > 0
+        np.testing.assert_array_equal(nearest.reshape(shape), planted)
+        assert np.asarray(img.dataobj).sum() == 8 * planted.sum()
+
+
+def test_roi_grid_is_refused_for_release1_and_unknown_grids(tmp_path: Path, features: xr.DataArray) -> None:
+    with pytest.raises(ValueError, match="release 1 does not have"):
+        write_synthetic_bold5000(tmp_path, features, n_sessions=1, release=1, roi_grid="fine")
+    with pytest.raises(ValueError, match=r"unknown roi_grid 'T1w'; expected one of \['same', 'fine'\]"):
+        write_synthetic_bold5000(tmp_path, features, n_sessions=1, release="bids", roi_grid="T1w")
+    assert not any(tmp_path.iterdir())  # refused before writing anything
