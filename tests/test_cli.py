@@ -58,6 +58,15 @@ def test_report_writes_html_for_an_output_directory(tmp_path):
     assert "Not available" in (tmp_path / "report.html").read_text()
 
 
+def test_demo_sessions_default_is_the_demos():
+    from typer.main import get_command
+
+    from neurotask.demo import DEMO_SESSIONS
+
+    sessions = next(p for p in get_command(app).commands["demo"].params if p.name == "sessions")
+    assert sessions.default == DEMO_SESSIONS
+
+
 def test_run_help_and_config_reference_show_every_config_key():
     from neurotask.pipeline import reference
 
@@ -89,6 +98,31 @@ def test_describe_names_the_path_or_leaves_the_traceback(error, expected):
 
     message = describe(error)
     assert message == expected if expected is None else message.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("neurotask.pipeline", "ConfigError", "the message"),
+        ("neurotask.pipeline", "LockedError", "the message"),
+        ("neurotask.stores", "StoreError", "the message"),
+        ("neurotask.features.weights", "WeightsError", "the message"),
+        ("neurotask.fmri", "GridMismatchError", "the message"),
+        ("builtins", "EOFError", "an input file is truncated or corrupt (EOFError: the message)"),
+        ("zlib", "error", "an input file is truncated or corrupt (error: the message)"),
+        ("gzip", "BadGzipFile", "an input file is truncated or corrupt (BadGzipFile: the message)"),
+        ("nibabel.filebasedimages", "ImageFileError",
+         "an input file is truncated or corrupt (ImageFileError: the message)"),
+        ("PIL", "UnidentifiedImageError", "the message; replace or remove the image"),
+    ],
+)
+def test_describe_reports_the_library_errors(module, name, expected):
+    import importlib
+
+    from neurotask.cli._errors import describe
+
+    message = describe(getattr(importlib.import_module(module), name)("the message"))
+    assert message is not None and message.startswith(expected), message
 
 
 def test_describe_follows_the_cause_and_our_own_validation_errors():

@@ -7,6 +7,7 @@ from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from neurotask.cli._errors import DEBUG_ENV, handled, set_debug
 
@@ -33,11 +34,13 @@ def main(
     set_debug(debug)
 
 
-def command(name: str | None = None, *, help: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def command(
+    name: str | None = None, *, help: str | None = None, cls: type[TyperCommand] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a command whose expected failures print one message and exit non-zero."""
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
-        return app.command(name, help=help)(handled(function))
+        return app.command(name, help=help, cls=cls)(handled(function))
 
     return register
 

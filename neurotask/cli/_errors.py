@@ -21,13 +21,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import typer
-from nibabel.filebasedimages import ImageFileError
-from PIL import UnidentifiedImageError
-
-from neurotask.features.weights import WeightsError
-from neurotask.fmri.masking import GridMismatchError
-from neurotask.pipeline import ConfigError, LockedError
-from neurotask.stores import StoreError
 
 __all__ = ["DEBUG_ENV", "EXIT_EXPECTED", "debug_enabled", "describe", "fail", "handled", "set_debug", "writing_to"]
 
@@ -37,8 +30,15 @@ DEBUG_ENV = "NEUROTASK_DEBUG"
 #: Exit status of an expected failure (click's own usage errors exit with 2 too).
 EXIT_EXPECTED = 2
 
-_OURS = (ConfigError, StoreError, LockedError, WeightsError, GridMismatchError)
-_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile, ImageFileError)
+# Error classes of our modules, nibabel and PIL are named by (module, class) and looked up only in
+# modules already loaded: an error whose class was never imported cannot have been raised, and
+# importing them here would put torch, zarr and Dask into every command, `neurotask --help` too.
+_OURS = (("neurotask.pipeline.config", "ConfigError"), ("neurotask.stores.schema", "StoreError"),
+         ("neurotask.pipeline.runner", "LockedError"), ("neurotask.features.weights", "WeightsError"),
+         ("neurotask.fmri.masking", "GridMismatchError"))
+_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile)
+_CORRUPT_VOLUME = ("nibabel.filebasedimages", "ImageFileError")
+_UNDECODABLE_IMAGE = ("PIL", "UnidentifiedImageError")
 
 #: The fix for an output that cannot be written, by errno.
 _WRITE_FIXES = {
@@ -53,6 +53,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``--debug`` of the current invocation (the app's callback sets it before every command).
 _debug = {"on": False}
+
+
+def _loaded(*classes: tuple[str, str]) -> tuple[type[BaseException], ...]:
+    """The classes, given as (module, name), whose module is loaded."""
+    return tuple(getattr(sys.modules[module], name) for module, name in classes if module in sys.modules)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -89,14 +94,15 @@ def _os_message(error: OSError) -> str | None:
 
 
 def _message(error: BaseException) -> str | None:
-    if isinstance(error, _OURS):
+    undecodable = _loaded(_UNDECODABLE_IMAGE)
+    if isinstance(error, _loaded(*_OURS)):
         return str(error)
-    if isinstance(error, OSError) and not isinstance(error, (gzip.BadGzipFile, UnidentifiedImageError)):
+    if isinstance(error, OSError) and not isinstance(error, (gzip.BadGzipFile, *undecodable)):
         return _os_message(error)
-    if isinstance(error, _CORRUPT):
+    if isinstance(error, (*_CORRUPT, *_loaded(_CORRUPT_VOLUME))):
         return (f"an input file is truncated or corrupt ({type(error).__name__}: {error}); "
                 f"re-download it (--debug shows where it was read)")
-    if isinstance(error, UnidentifiedImageError):
+    if isinstance(error, undecodable):
         return f"{error}; replace or remove the image (extract: on_error = 'skip' lists and skips it)"
     if isinstance(error, (ValueError, TypeError)) and _raised_in_neurotask(error):
         return str(error)

@@ -1,7 +1,8 @@
 """Commands of the analysis steps: ``rsa``, ``encode``, ``permute`` and ``partition``.
 
 Each parses its options, calls the step function the pipeline calls
-(:mod:`neurotask.pipeline.steps`: it computes and writes ``store=``) and prints a summary.
+(:mod:`neurotask.pipeline.steps`: it computes and writes ``store=``) and prints a summary. The
+library is imported inside the commands, so that ``--help`` and usage errors answer without it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from neurotask import rsa as rsa_methods
 from neurotask.cli._app import ClusterOption, SchedulerOption, WorkersOption, command, maybe_client
-from neurotask.encoding import summary
-from neurotask.fmri import noise_ceiling
-from neurotask.pipeline import steps
-from neurotask.stores import open_features, open_responses, open_results
 
 __all__ = ["encode", "parse_subset", "partition", "permute", "rsa"]
 
@@ -78,7 +74,10 @@ def rsa(
     import matplotlib
 
     matplotlib.use("Agg")
+    from neurotask import rsa as rsa_methods
+    from neurotask.pipeline import steps
     from neurotask.plotting.rsa import plot_dendrogram, plot_similarity
+    from neurotask.stores import open_features
 
     name = " & ".join(subset) if subset else "all"
     subsets = {name: parse_subset(subset)}
@@ -148,6 +147,10 @@ def encode(
     """Fit voxelwise ridge encoding models and print mean test R² and r per model."""
     grid, folds = _floats(alphas, "--alphas"), _folds(cv)
     models = None if not model else [tuple(m.split("+")) if "+" in m else m for m in model]
+    from neurotask.encoding import summary
+    from neurotask.pipeline import steps
+    from neurotask.stores import open_features, open_responses
+
     feats, resp = open_features(features), open_responses(responses)
     with maybe_client(scheduler, cluster, workers) as client:
         results = steps.encode(
@@ -178,6 +181,9 @@ def permute(
     workers: WorkersOption = None,
 ) -> None:
     """Voxelwise permutation p-values of an encoding fit, with BH-FDR significance per model."""
+    from neurotask.pipeline import steps
+    from neurotask.stores import open_features, open_responses, open_results
+
     fit, resp, feats = open_results(results), open_responses(responses), open_features(features)
     parameters = {"results": str(results), "responses": str(responses), "features": str(features)}
     with maybe_client(scheduler, cluster, workers) as client:
@@ -241,6 +247,10 @@ def partition(
 ) -> None:
     """Unique and shared variance and transfer scores for pairs of models (fits A, B and A∪B)."""
     pairs = _pairs(pair)
+    from neurotask.fmri import noise_ceiling
+    from neurotask.pipeline import steps
+    from neurotask.stores import open_features, open_responses, open_results
+
     feats, resp = open_features(features), open_responses(responses)
     fit = open_results(results) if results is not None else None
     noise = noise_ceiling(resp) if ceiling else None

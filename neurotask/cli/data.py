@@ -1,7 +1,8 @@
 """Commands that make the analysis inputs: ``synth``, ``ingest`` and ``extract``.
 
 ``ingest`` and ``extract`` call the library functions the pipeline's ingest and extract steps
-call (:func:`neurotask.fmri.load_bold5000`, :func:`neurotask.features.extract_features`).
+call (:func:`neurotask.fmri.load_bold5000`, :func:`neurotask.features.extract_features`). The
+library is imported inside the commands, so that ``--help`` and usage errors answer without it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ import typer
 from rich.console import Console
 
 from neurotask.cli._app import ClusterOption, SchedulerOption, WorkersOption, command, maybe_client
-from neurotask.datasets import groundtruth_path, write_synthetic_dataset
-from neurotask.features import extract_features
-from neurotask.fmri import load_bold5000
-from neurotask.stores import open_features
 
 __all__ = ["extract", "ingest", "synth"]
 
@@ -48,6 +45,9 @@ def synth(
     """Write a synthetic BOLD5000 subject (stimuli, responses planted from features, ground truth)."""
     if release not in ("1", "2", "bids"):
         raise typer.BadParameter(f"--release must be 2, 1 or bids; got {release!r}")
+    from neurotask.datasets import groundtruth_path, write_synthetic_dataset
+    from neurotask.stores import open_features
+
     given = open_features(features) if features is not None else None
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     truth = write_synthetic_dataset(
@@ -95,6 +95,8 @@ def ingest(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store written with other options.")] = False,
 ) -> None:
     """Ingest one BOLD5000 subject into a (trial x voxel) responses store, streaming and resumable."""
+    from neurotask.fmri import load_bold5000
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     resp = load_bold5000(
         root, subject, release, store=out, mask=mask, normalize=normalize, betas=betas, tr=_trs(tr),
@@ -133,6 +135,8 @@ def extract(
 
     Without --scheduler/--workers/--cluster slurm it runs in this process on all cores (or the GPU).
     """
+    from neurotask.features import extract_features
+
     with maybe_client(scheduler, cluster, workers) as client:
         feats = extract_features(
             images, models, out, weights=weights, batch_size=batch_size, device=device, on_error=on_error, fast=fast,

@@ -1,20 +1,26 @@
-"""Commands of whole analyses: ``demo``, ``run``, ``report`` and ``config-reference``."""
+"""Commands of whole analyses: ``demo``, ``run``, ``report`` and ``config-reference``.
+
+The library is imported inside the commands, so that ``--help`` and usage errors answer without it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from neurotask.cli._app import ClusterOption, SchedulerOption, WorkersOption, command
 from neurotask.cli._errors import fail, writing_to
-from neurotask.demo import DEMO_SESSIONS, demo as run_demo
-from neurotask.pipeline import STEPS, RunSummary, load_config, open_outputs, reference, run
-from neurotask.report import write as write_report
+
+if TYPE_CHECKING:
+    import click
+
+    from neurotask.pipeline import RunSummary
 
 __all__ = ["config_reference", "demo", "report", "run_config"]
 
@@ -46,7 +52,7 @@ def demo(
     full_models: Annotated[bool, typer.Option("--full-models", help="All 25 Taskonomy models (slow on a CPU).")] = False,
     sessions: Annotated[
         int, typer.Option("--sessions", min=2, max=15, help="Whole sessions of the synthetic subject; the last is the test set.")
-    ] = DEMO_SESSIONS,
+    ] = 3,  # neurotask.demo.DEMO_SESSIONS, not imported: the demo imports torch (tests/test_cli.py: they agree)
     permutations: Annotated[int, typer.Option("--permutations", min=1, help="Permutations of the significance test.")] = 1000,
     encoders: Annotated[
         bool, typer.Option("--encoders", help="Extract features with the Taskonomy encoders instead of planted ones.")
@@ -56,17 +62,24 @@ def demo(
     workers: WorkersOption = None,
 ) -> None:
     """Run the whole analysis on synthetic BOLD5000 data and write an HTML report."""
+    from neurotask.demo import demo as run_demo
+
     summary = run_demo(out, full_models=full_models, n_sessions=sessions, n_permutations=permutations,
                        encoders=encoders, cluster=_cluster(scheduler, cluster, workers))
     print_summary(summary)
 
 
-def _run_help() -> str:
-    """The run command's help: what it does, then every config key (rich markup escaped)."""
-    return _RUN_HELP + "\n\n" + escape(reference()).replace("\n", "\n\n")
+class _RunCommand(TyperCommand):
+    """``run``, whose help ends with every config key, read when it is shown (the config imports the library)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from neurotask.pipeline import reference
+
+        self.help = _RUN_HELP + "\n\n" + escape(reference()).replace("\n", "\n\n")
+        super().format_help(ctx, formatter)
 
 
-@command("run", help=_run_help())
+@command("run", help=_RUN_HELP, cls=_RunCommand)
 def run_config(
     config: Annotated[Path, typer.Argument(help="TOML configuration (its keys: `neurotask config-reference`).")],
     steps: Annotated[Optional[list[str]], typer.Option("--step", help="Run only this step (repeatable).")] = None,
@@ -74,6 +87,8 @@ def run_config(
     cluster: ClusterOption = "local",
     workers: WorkersOption = None,
 ) -> None:
+    from neurotask.pipeline import STEPS, load_config, run
+
     unknown = [s for s in steps or [] if s not in STEPS]
     if unknown:
         raise typer.BadParameter(f"unknown steps {unknown}; expected some of {list(STEPS)}", param_hint="--step")
@@ -87,6 +102,8 @@ def run_config(
 @command("config-reference")
 def config_reference() -> None:
     """Print every config key of `neurotask run`, with its type and meaning."""
+    from neurotask.pipeline import reference
+
     typer.echo(reference())
 
 
@@ -98,6 +115,9 @@ def report(
     """Write the self-contained HTML report of a pipeline output directory."""
     if not results.is_dir():
         raise typer.BadParameter(f"{str(results)!r} is not a directory", param_hint="RESULTS")
+    from neurotask.pipeline import open_outputs
+    from neurotask.report import write as write_report
+
     found = open_outputs(results)
     if len(found) == 1 and not found["subjects"]:  # no config, ledger or store: not a run's folder
         raise fail(f"{results} holds no pipeline outputs (no config.json, pipeline.json or result stores); "

@@ -7,15 +7,25 @@
 * :mod:`~neurotask.features.inputs` — encoder inputs from 8-bit pixels, on the host or on a GPU;
 * :mod:`~neurotask.features.extract` — images x encoders into a features store, on Dask.
 
-The imports go one way: registry <- weights <- encoders <- extract, and inputs <- extract.
+The imports go one way: registry <- weights <- encoders <- extract, and inputs <- extract. The
+submodules load on first use (``lazy_loader``, as the root package), so that the registry's task
+names and aliases come without torch.
 """
 
 from __future__ import annotations
 
-from neurotask.features.encoders import load_encoder, save_random_checkpoint
-from neurotask.features.extract import extract_features
-from neurotask.features.registry import ALIASES, INPUTS, TASKS, resolve_models, resolve_task
-from neurotask.features.weights import resolve_weights
+import lazy_loader
+
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submodules=["encoders", "extract", "inputs", "onednn", "registry", "weights"],
+    submod_attrs={
+        "encoders": ["load_encoder", "save_random_checkpoint"],
+        "extract": ["extract_features"],
+        "registry": ["ALIASES", "INPUTS", "TASKS", "resolve_models", "resolve_task"],
+        "weights": ["resolve_weights"],
+    },
+)
 
 __all__ = [
     "TASKS",

@@ -29,12 +29,26 @@ the pipeline sets itself, values of the wrong type or outside their choices fail
 Each step writes its stores under ``out``; ``out/pipeline.json`` records which steps completed
 with which settings, so a re-run skips them and resumes a step that was interrupted (the stores'
 region writers skip written regions). Changing a step's settings recomputes it and what follows.
+
+The submodules load on first use (``lazy_loader``, as the root package): the config reference
+(``neurotask run --help``) and its errors come without the runner, the step table and the report.
 """
 
-from neurotask.pipeline.config import SECTIONS, STEPS, ConfigError, load_config, reference
-from neurotask.pipeline.runner import LockedError, RunSummary, client_from_config, run
-from neurotask.pipeline.validate import validate
+from __future__ import annotations
+
+import lazy_loader
+
 from neurotask.stores.layout import open_outputs, outputs
+
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submodules=["config", "runner", "steps"],
+    submod_attrs={
+        "config": ["SECTIONS", "STEPS", "ConfigError", "load_config", "reference"],
+        "runner": ["LockedError", "RunSummary", "client_from_config", "run"],
+        "validate": ["validate"],
+    },
+)
 
 __all__ = [
     "SECTIONS", "STEPS", "ConfigError", "LockedError", "RunSummary", "client_from_config", "load_config",
