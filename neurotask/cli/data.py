@@ -86,7 +86,12 @@ def ingest(
     betas: Annotated[str, typer.Option("--betas", help="GLMsingle betas: TYPEA, TYPEB, TYPEC or TYPED.")] = "TYPED",
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Brain mask (default: the tree's).")] = None,
     resample_mask: Annotated[
-        bool, typer.Option("--resample-mask", help="Resample a mask on another grid to the betas' grid.")
+        bool,
+        typer.Option(
+            "--resample-mask",
+            help="Resample a brain or ROI mask on another grid to the data's grid (the betas or the BIDS runs; "
+            "nearest neighbour, by world coordinates).",
+        ),
     ] = False,
     tr: Annotated[str, typer.Option("--tr", help="TRs after onset (releases 1, bids): '3,4', '34' or '3'.")] = "3,4",
     preprocessed: Annotated[
