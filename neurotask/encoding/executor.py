@@ -301,14 +301,14 @@ def _remote_fold_eigh(prepared, bounds, fold):  # noqa: ANN001, ANN202
 
 def _remote_fold_solutions(eigh, alphas):  # noqa: ANN001, ANN202
     with execution.blas_threads(1):
-        out = np.empty((alphas.size, *eigh[2].shape), dtype=np.float32)
+        out = np.empty((alphas.size, eigh[2].shape[0], eigh[1].shape[0]), dtype=np.float32)
         ridge.fold_solutions(eigh, alphas, out)
         return out
 
 
 def _remote_full(prepared):  # noqa: ANN001, ANN202
     with execution.blas_threads(1):
-        return ridge.decompose_training(prepared[4], prepared[1])
+        return ridge.decompose_training(prepared[0], prepared[1], prepared[4])
 
 
 def _remote_assemble(prepared, bounds, alphas, full, eighs, solutions):  # noqa: ANN001, ANN202

@@ -19,6 +19,33 @@ over fold f's rows, the whole training set's ``Xᵀ Y = Σ_f C_f`` and fold f's 
 ``Xᵀ Y − C_f`` (then corrected for the fold's own means), so every training row enters one GEMM.
 Features and targets are first centered with the whole training set's means, which keeps
 these float32 differences well conditioned.
+
+Precision where the Gram matrices are singular or nearly so (against a float64 reference):
+
+* Every decomposition keeps only the directions a fit on its n centered training rows can use
+  (:func:`kept_directions`): the n − 1 largest eigenvalues above the float64 rounding of the
+  Gram. The others are its null space (more features than n − 1, or collinear features), where
+  ``Xᵀ y`` has no component; their ``1 / (s + alpha) ≈ 1 / alpha`` only multiplied the float32
+  rounding of the cross-products by the validation rows' components there, which are not small
+  when a fold has fewer training trials than features. With 160–1600 training trials per fold
+  and 1.25–5 times as many features, CV R² was up to 4.5e-2 off at alpha 0.01 (∝ 1/alpha) and
+  wrong alphas cost up to 5e-3 of it; now ≤ 9e-6 and the same alphas. Collinear features with
+  fewer features than trials were not affected: the validation rows have no component on that
+  null space either.
+* The refit projects the responses with ``X V`` rotated in float64 (``train_projection``), not
+  as ``Vᵀ (Xᵀ y)``: the float32 rounding of ``Xᵀ y`` is ≈ eps ‖Xᵀ y‖ in every direction, large
+  against ``vᵢᵀ Xᵀ y ~ √sᵢ ‖y‖`` where sᵢ is small, while column i of ``X V`` has norm ``√sᵢ``
+  and rounds relative to it. With as many features as training trials (200 × 200), test R² at
+  alpha 0.01 was 2e-3 off; now 1e-4, as far as one ulp of the float32 inputs moves the float64
+  reference. Cost: an (r × n)·(n × voxels) GEMM instead of (r × k)·(k × voxels), +3% of the
+  K-fold chunk kernel at 2000 trials × 512 features (GCV's: −11%, its k × k rotation gone), and
+  the float64 (n × k)·(k × r) product once per model (+0.6 s of 7 s at 4000 × 2048).
+* Not done for the folds: with 0.9–1.05 times as many features as a fold's training trials, or
+  collinear features plus noise, the folds' smallest nonzero eigenvalues still amplify the
+  rounding of ``Xᵀ y − C_f``: CV R² up to 2e-2 off at alpha 0.01 and 1e-4 at alpha 1 (≤ 7e-5
+  at the alphas chosen in those tests), where one ulp of the inputs moves the reference by up to
+  5e-4. The remedy, each fold's ``(X_f V_f)ᵀ y`` from a float64 ``X_f V_f``, costs ≈ 4 n k multiply-adds
+  more per voxel: +18% of the chunk kernel's GEMMs at 2000 × 512 with 19 alphas.
 """
 
 from __future__ import annotations
@@ -41,6 +68,7 @@ __all__ = [
     "solve_ridge_cv_eigh",
     "solve_ridge_gcv_eigh",
     "gcv_scores",
+    "kept_directions",
     "fit_ridge_chunk",
     "predict_ridge",
     "ridge_coefficients",
@@ -64,9 +92,11 @@ class FoldFactors:
         The alpha grid the solutions are for.
     solutions : sequence of ndarray of shape (n_val, k), float32
         One per alpha (an (n_alphas, n_val, k) array or a list of its rows):
-        ``(X_val − m) (G + alpha I)⁻¹``, from the eigendecomposition of ``G``, the
-        fold's training Gram matrix centered with its training mean ``m``: the fold's validation
-        predictions are ``solutions[a] @ (X_trainᵀ y − n_train m ȳ_train)``.
+        ``(X_val − m) V diag(1 / (s + alpha)) Vᵀ`` from the kept directions (:func:`kept_directions`)
+        of ``G = V diag(s) Vᵀ``, the fold's training Gram matrix centered with its training mean
+        ``m``; on the span of the centered training rows, where ``X_trainᵀ y`` lies, that is
+        ``(X_val − m) (G + alpha I)⁻¹``. The fold's validation predictions are
+        ``solutions[a] @ (X_trainᵀ y − n_train m ȳ_train)``.
     train_mean : ndarray of shape (k,), float32
         ``m``, relative to the whole training mean.
     """
@@ -88,12 +118,16 @@ class RidgeFactors:
         Fold f's validation rows are ``design[bounds[f]:bounds[f + 1]]``.
     folds : tuple of FoldFactors
         One per fold (empty when alphas are selected by GCV).
-    eigenvalues : ndarray of shape (k,), float32
-        Eigenvalues of the whole training Gram matrix, clipped at 0.
-    eigenvectors : ndarray of shape (k, k), float32
-        Its eigenvectors.
-    test_projection : ndarray of shape (n_test, k), float32
-        Test features, centered (and scaled) like the training ones, in the eigenbasis.
+    eigenvalues : ndarray of shape (r,), float32
+        The eigenvalues of the whole training Gram matrix that :func:`kept_directions` keeps
+        (``r ≤ min(k, n_train − 1)``), largest first.
+    eigenvectors : ndarray of shape (k, r), float32
+        Their eigenvectors.
+    train_projection : ndarray of shape (n_train, r), float32
+        ``X V``: the training design in that eigenbasis, computed in float64 (column i has norm
+        ``√s_i``, so it stays accurate where ``s_i`` is small; ``Vᵀ (Xᵀ y)`` in float32 does not).
+    test_projection : ndarray of shape (n_test, r), float32
+        Test features, centered (and scaled) like the training ones, in that eigenbasis.
     offset : ndarray of shape (k,), float64
         Training mean of the raw features.
     scale : ndarray of shape (k,), float64
@@ -105,6 +139,7 @@ class RidgeFactors:
     folds: tuple[FoldFactors, ...]
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
+    train_projection: np.ndarray
     test_projection: np.ndarray
     offset: np.ndarray
     scale: np.ndarray
@@ -112,15 +147,16 @@ class RidgeFactors:
     @property
     def nbytes(self) -> int:
         """Memory held by the factors, in bytes."""
-        arrays = [self.design, self.eigenvectors, self.test_projection]
+        arrays = [self.design, self.eigenvectors, self.train_projection, self.test_projection]
         arrays += [solution for fold in self.folds for solution in fold.solutions]
         return int(sum(a.nbytes for a in arrays))
 
 
 def factors_nbytes(n_train: int, n_test: int, n_features: int, n_folds: int, n_alphas: int) -> int:
-    """Bytes :func:`make_ridge_factors` will hold, to group models by memory before computing."""
+    """Bytes :func:`make_ridge_factors` will hold at most, to group models by memory before computing."""
     per_fold = n_alphas * (n_train // max(n_folds, 1) + 1) * n_features
-    return 4 * (n_train * n_features + n_features * n_features + n_test * n_features + n_folds * per_fold)
+    rank = min(n_features, max(n_train - 1, 0))
+    return 4 * (n_train * n_features + (n_features + n_train + n_test) * rank + n_folds * per_fold)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,13 +181,42 @@ def standardize_features(
     return x_train, x_test, offset, scale
 
 
-def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kept_directions(eigenvalues: Any, n_train: int) -> Any:
+    """Indices of the eigen-directions a ridge fit on ``n_train`` centered rows can use (numpy or torch).
+
+    Parameters
+    ----------
+    eigenvalues : array of shape (k,), float64, non-negative
+        Eigenvalues of the centered training Gram matrix, computed in float64.
+    n_train : int
+        Training rows.
+
+    Returns
+    -------
+    array of int, shape (r,)
+        The ``n_train − 1`` largest eigenvalues, or fewer: those above ``s_max · max(n_train, k) ·
+        eps`` (float64 rounding of the Gram matrix), largest first.
+
+    Notes
+    -----
+    Centered rows span at most n − 1 dimensions. The other directions are the Gram's null
+    space (more features than n − 1, or collinear features), with rounding noise for eigenvalues,
+    and ``Xᵀ y`` has no component there: a ridge fit's weights are exactly 0 along them.
+    """
+    tol = eigenvalues.max() * max(n_train, eigenvalues.shape[0]) * _EPS64
+    largest = (-eigenvalues).argsort()[: max(n_train - 1, 0)]
+    return largest[eigenvalues[largest] > tol]
+
+
+def _eigh(gram: np.ndarray, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kept (:func:`kept_directions`) eigenvalues and eigenvectors of a centered Gram, float64."""
     # float64: the Gram squares the features' condition number; float32 eigenvalues of small
     # directions would be noise of the size of the smallest alphas. numpy's eigh (LAPACK syevd,
     # like scipy's driver="evd") releases the GIL, so the per-fold decompositions really run side
     # by side in threads; scipy's holds it (6 decompositions: 8.2 s -> 5 s on 2 cores).
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
-    return np.clip(eigenvalues, 0, None).astype(np.float32), eigenvectors.astype(np.float32)
+    kept = kept_directions(np.clip(eigenvalues, 0, None), n_train)
+    return eigenvalues[kept], eigenvectors[:, kept]
 
 
 def training_gram(design: np.ndarray) -> np.ndarray:
@@ -163,7 +228,7 @@ def training_gram(design: np.ndarray) -> np.ndarray:
 def fold_eigh(
     design: np.ndarray, bounds: np.ndarray, fold: int, gram: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fold ``fold``'s centered training Gram eigendecomposition.
+    """Fold ``fold``'s centered training Gram eigendecomposition (its kept directions).
 
     Returns ``(eigenvalues, eigenvectors, (X_val − m) V, m)`` with ``m`` the fold's training mean.
     """
@@ -172,9 +237,10 @@ def fold_eigh(
     # the whole design sums to zero, so the fold's training sum is minus its validation sum
     mean_train = -validation.sum(axis=0) / n_train
     fold_gram = gram - validation.T @ validation - n_train * np.outer(mean_train, mean_train)
-    eigenvalues, eigenvectors = _eigh(fold_gram)
+    eigenvalues, eigenvectors = _eigh(fold_gram, n_train)
+    eigenvectors = eigenvectors.astype(np.float32)
     projected = (validation - mean_train).astype(np.float32) @ eigenvectors
-    return eigenvalues, eigenvectors, projected, mean_train.astype(np.float32)
+    return eigenvalues.astype(np.float32), eigenvectors, projected, mean_train.astype(np.float32)
 
 
 def fold_solutions(
@@ -192,10 +258,18 @@ def alpha_blocks(n_alphas: int, n_blocks: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def decompose_training(gram: np.ndarray, test_design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eigendecompose the whole training Gram; return ``(eigenvalues, eigenvectors, X_test V)``."""
-    eigenvalues, eigenvectors = _eigh(gram.copy())
-    return eigenvalues, eigenvectors, test_design @ eigenvectors
+def decompose_training(
+    design: np.ndarray, test_design: np.ndarray, gram: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Eigendecompose the whole training Gram ``gram`` of ``design``.
+
+    Returns ``(eigenvalues, eigenvectors, X V, X_test V)`` for its kept directions, float32, ``X V``
+    computed in float64 (:class:`RidgeFactors`).
+    """
+    eigenvalues, eigenvectors = _eigh(gram.copy(), design.shape[0])
+    train_projection = (design.astype(np.float64) @ eigenvectors).astype(np.float32)
+    eigenvectors = eigenvectors.astype(np.float32)
+    return eigenvalues.astype(np.float32), eigenvectors, train_projection, test_design @ eigenvectors
 
 
 def make_ridge_factors(
@@ -237,14 +311,14 @@ def make_ridge_factors(
     alphas = np.asarray(alphas, dtype=np.float64)
     n_folds = len(bounds) - 1 if folds else 0
     with blas_threads(1), ThreadPoolExecutor(cpu_count()) as pool:
-        training = pool.submit(decompose_training, gram, test_design)
+        training = pool.submit(decompose_training, design, test_design, gram)
         eighs = list(pool.map(lambda f: fold_eigh(design, bounds, f, gram), range(n_folds)))
-        solutions = [np.empty((alphas.size, *eigh[2].shape), dtype=np.float32) for eigh in eighs]
+        solutions = [np.empty((alphas.size, eigh[2].shape[0], design.shape[1]), dtype=np.float32) for eigh in eighs]
         jobs = [(f, block) for f in range(n_folds) for block in alpha_blocks(alphas.size, cpu_count())]
         list(pool.map(lambda job: fold_solutions(eighs[job[0]], alphas[job[1]], solutions[job[0]][job[1]]), jobs))
         fold_factors = tuple(FoldFactors(alphas, solutions[f], eighs[f][3]) for f in range(n_folds))
-        eigenvalues, eigenvectors, test_projection = training.result()
-    return RidgeFactors(design, bounds, fold_factors, eigenvalues, eigenvectors, test_projection, offset, scale)
+        full = training.result()
+    return RidgeFactors(design, bounds, fold_factors, *full, offset, scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,8 +351,8 @@ def solve_ridge_cv_eigh(
         Index of the chosen alpha.
     cv_score : ndarray of shape (voxels,), float64
         Mean validation R² at the chosen alpha.
-    projection : ndarray of shape (k, voxels), float32
-        ``Vᵀ Xᵀ y`` of the whole training set, for the refit.
+    projection : ndarray of shape (r, voxels), float32
+        ``(X V)ᵀ y``, the whole training set's ``Vᵀ Xᵀ y`` from its ``train_projection``, for the refit.
     """
     x, bounds = factors.design, factors.bounds
     n_train, n_voxels = y.shape
@@ -316,7 +390,7 @@ def solve_ridge_cv_eigh(
             ss_res = ss_target + np.einsum("ij,ij->j", prediction, shifted, dtype=np.float64)
             scores[a] += np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
     best, cv_score = _select(scores / len(factors.folds), alphas)
-    return best, cv_score, factors.eigenvectors.T @ cross
+    return best, cv_score, factors.train_projection.T @ y
 
 
 def gcv_scores(
@@ -326,10 +400,11 @@ def gcv_scores(
 
     Parameters
     ----------
-    eigenvalues : array of shape (k,), float64
-        ``s``, eigenvalues of the centered training Gram matrix.
-    squared_projection : array of shape (k, voxels), float64
-        ``b²``, the squares of ``b = Vᵀ Xᵀ y``.
+    eigenvalues : array of shape (r,), float64
+        ``s``, the eigenvalues of the centered training Gram matrix that :func:`kept_directions`
+        keeps (as the factors hold them).
+    squared_projection : array of shape (r, voxels), float64
+        ``b²``, the squares of ``b = Vᵀ Xᵀ y`` along those directions.
     ss_tot : array of shape (voxels,), float64
         ``‖y‖²`` of the centered training responses.
     n_train : int
@@ -347,25 +422,19 @@ def gcv_scores(
     -----
     With ``c² = b²/s`` the squared coordinates of ``y`` on the left singular vectors,
     ``RSS = r₀ + Σ (alpha / (s + alpha))² c²`` where ``r₀ = ‖y‖² − Σ c²`` is the least-squares
-    residual, 0 when the directions span the n − 1 dimensions of centered responses (k ≥ n − 1).
+    residual, 0 when the directions span the n − 1 dimensions of centered responses (r = n − 1).
     The alpha-dependent part is a float64 sum of positive terms. The equal form
     ``‖y‖² − Σ b² (s + 2 alpha)/(s + alpha)²`` cancels ‖y‖² against nearly all of the sum at
     small alphas when k ≥ n: the float32 rounding of ``b`` (≈ 1e-7 ‖y‖² in the sum) then
     exceeds the true RSS, is divided by ``(1 − df/n)²`` ≈ 0, and scored R² > 1 at alpha 0.01
     (50% of alphas equal a float64 hat-matrix GCV on noise voxels with 200 trials and 300
     features, 21% with 800; 100% this way; with fewer features than trials both give 100%).
-    Directions with ``s ≤ s_max · max(n, k) · eps`` (float64 rounding of the Gram's null space)
-    or beyond the n − 1 largest count as exact zeros: ``b²/s`` there is rounding noise of the
-    size of ``‖y‖²``.
+    The null space's directions, left out (:func:`kept_directions`), are exact zeros: ``b²/s``
+    there would be rounding noise of the size of ``‖y‖²``.
     """
-    n_features = eigenvalues.shape[0]
-    tol = eigenvalues.max() * max(n_train, n_features) * _EPS64
-    largest = (-eigenvalues).argsort()[: n_train - 1]
-    kept = largest[eigenvalues[largest] > tol]
-    s = eigenvalues[kept]
-    coordinates = squared_projection[kept]  # a copy (advanced indexing), divided in place
-    coordinates /= s[:, None]
-    spanned = len(kept) == n_train - 1  # then y lies in their span: r₀ = 0, not a difference of rounded sums
+    s = eigenvalues
+    coordinates = squared_projection / s[:, None]
+    spanned = s.shape[0] == n_train - 1  # then y lies in their span: r₀ = 0, not a difference of rounded sums
     residual = 0.0 * ss_tot if spanned else (ss_tot - coordinates.sum(0)).clip(min=0)
     alphas = alphas[:, None]
     rss = residual + (alphas / (s + alphas)) ** 2 @ coordinates
@@ -387,7 +456,7 @@ def solve_ridge_gcv_eigh(
 
     Parameters and returns as :func:`solve_ridge_cv_eigh`.
     """
-    projection = factors.eigenvectors.T @ (factors.design.T @ y)
+    projection = factors.train_projection.T @ y
     ss_tot = np.einsum("ij,ij->j", y, y, dtype=np.float64)
     alphas = np.asarray(alphas, dtype=np.float64)
     scores = gcv_scores(factors.eigenvalues.astype(np.float64), np.square(projection, dtype=np.float64), ss_tot,
@@ -407,7 +476,7 @@ RIDGE_SOLVERS: dict[str, Solver] = {"kfold": solve_ridge_cv_eigh, "gcv": solve_r
 
 
 def _shrunk_weights(factors: RidgeFactors, projection: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Eigenbasis ridge weights ``diag(1/(s + alpha_v)) Vᵀ Xᵀ y`` per voxel, shape (k, voxels)."""
+    """Eigenbasis ridge weights ``diag(1/(s + alpha_v)) Vᵀ Xᵀ y`` per voxel, shape (r, voxels)."""
     return projection / (factors.eigenvalues[:, None] + alpha.astype(np.float32)[None, :])
 
 
@@ -462,7 +531,7 @@ def fit_ridge_chunk(
 def predict_ridge(factors: RidgeFactors, y_train: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Test-set predictions, shape (n_test, voxels), of the ridge refit with per-voxel ``alpha``."""
     y_centered, y_mean = _center(y_train)
-    projection = factors.eigenvectors.T @ (factors.design.T @ y_centered)
+    projection = factors.train_projection.T @ y_centered
     prediction = factors.test_projection @ _shrunk_weights(factors, projection, np.asarray(alpha))
     return prediction + y_mean.astype(np.float32)
 
@@ -475,7 +544,7 @@ def ridge_coefficients(
     Returns ``coef`` of shape (k, voxels) and ``intercept`` of shape (voxels,).
     """
     y_centered, y_mean = _center(y_train)
-    projection = factors.eigenvectors.T @ (factors.design.T @ y_centered)
+    projection = factors.train_projection.T @ y_centered
     coef = (factors.eigenvectors @ _shrunk_weights(factors, projection, np.asarray(alpha))) / factors.scale[:, None]
     return coef, y_mean - factors.offset @ coef
 
@@ -484,9 +553,10 @@ def ridge_flops(n_train: int, n_test: int, n_features: int, n_voxels: int, n_alp
     """Floating-point operations of :func:`fit_ridge_chunk` (K-fold) for ``n_voxels`` voxels.
 
     Counts the GEMMs (2·m·n·k each): the per-fold cross-products (every training row once), one
-    validation GEMM per alpha and fold, and the refit's rotation and test prediction.
-    Element-wise work and the per-model decompositions are left out.
+    validation GEMM per alpha and fold, and the refit's projection ``(X V)ᵀ y`` and test
+    prediction, over ``r = min(k, n_train − 1)`` directions. Element-wise work and the per-model
+    decompositions are left out.
     """
-    k = n_features
-    per_voxel = 2 * n_train * k + n_alphas * 2 * n_train * k + 2 * k * k + 2 * n_test * k
+    k, r = n_features, min(n_features, n_train - 1)
+    per_voxel = 2 * n_train * k + n_alphas * 2 * n_train * k + 2 * n_train * r + 2 * n_test * r
     return float(per_voxel) * n_voxels

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neurotask.encoding.ridge import _TIE_SLOPE, FoldFactors, RidgeFactors, gcv_scores
+from neurotask.encoding.ridge import _TIE_SLOPE, FoldFactors, RidgeFactors, gcv_scores, kept_directions
 from neurotask.encoding.scoring import pearson_r, r2_score
 
 __all__ = ["bytes_per_voxel", "factors_on_device", "fit_ridge_chunk", "make_ridge_factors", "predict_ridge"]
@@ -30,12 +30,13 @@ _ON_DEVICE: dict[tuple[int, str], tuple[weakref.ref, RidgeFactors]] = {}
 _ON_DEVICE_LOCK = threading.Lock()
 
 
-def _eigh(gram: Any) -> tuple[Any, Any]:
-    """float64 eigendecomposition; eigenvalues clipped at 0; both returned float32 (as ridge._eigh)."""
+def _eigh(gram: Any, n_train: int) -> tuple[Any, Any]:
+    """float64 eigendecomposition; the kept directions (``kept_directions``), float64 (as ridge._eigh)."""
     import torch
 
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
-    return eigenvalues.clamp(min=0).to(torch.float32), eigenvectors.to(torch.float32)
+    kept = kept_directions(eigenvalues.clamp(min=0), n_train)
+    return eigenvalues[kept], eigenvectors[:, kept]
 
 
 def make_ridge_factors(
@@ -53,7 +54,7 @@ def make_ridge_factors(
     Returns
     -------
     RidgeFactors
-        ``design``, ``eigenvalues``, ``eigenvectors``, ``test_projection`` and the folds'
+        ``design``, ``eigenvalues``, ``eigenvectors``, ``train_projection``, ``test_projection`` and the folds'
         ``solutions`` (one (n_alphas, n_val, k) float32 tensor per fold) and ``train_mean`` as
         tensors on ``device``.
     """
@@ -71,7 +72,9 @@ def make_ridge_factors(
     test_design = ((test64 - offset) / scale).to(torch.float32)
     design64 = design.to(torch.float64)
     gram = design64.T @ design64
-    eigenvalues, eigenvectors = _eigh(gram)
+    eigenvalues, eigenvectors = _eigh(gram, design.shape[0])
+    train_projection = (design64 @ eigenvectors).to(torch.float32)  # in float64, as ridge.decompose_training
+    eigenvalues, eigenvectors = eigenvalues.to(torch.float32), eigenvectors.to(torch.float32)
     alphas = np.asarray(alphas, dtype=np.float64)
     fold_factors = []
     for f in range(len(bounds) - 1 if folds else 0):
@@ -79,13 +82,14 @@ def make_ridge_factors(
         n_train = design.shape[0] - validation.shape[0]
         mean_train = -validation.sum(dim=0) / n_train
         fold_values, fold_vectors = _eigh(gram - validation.T @ validation - n_train * torch.outer(mean_train,
-                                                                                                   mean_train))
+                                                                                                   mean_train), n_train)
+        fold_values, fold_vectors = fold_values.to(torch.float32), fold_vectors.to(torch.float32)
         projected = (validation - mean_train).to(torch.float32) @ fold_vectors
         solutions = torch.stack([(projected * (1.0 / (fold_values + np.float32(alpha)))) @ fold_vectors.T
                                  for alpha in alphas])
         fold_factors.append(FoldFactors(alphas, solutions, mean_train.to(torch.float32)))
-    return RidgeFactors(design, bounds, tuple(fold_factors), eigenvalues, eigenvectors, test_design @ eigenvectors,
-                        offset.cpu().numpy(), scale.cpu().numpy())
+    return RidgeFactors(design, bounds, tuple(fold_factors), eigenvalues, eigenvectors, train_projection,
+                        test_design @ eigenvectors, offset.cpu().numpy(), scale.cpu().numpy())
 
 
 def factors_to_numpy(factors: RidgeFactors) -> RidgeFactors:
@@ -95,7 +99,8 @@ def factors_to_numpy(factors: RidgeFactors) -> RidgeFactors:
 
     folds = tuple(FoldFactors(f.alphas, host(f.solutions), host(f.train_mean)) for f in factors.folds)
     return RidgeFactors(host(factors.design), factors.bounds, folds, host(factors.eigenvalues),
-                        host(factors.eigenvectors), host(factors.test_projection), factors.offset, factors.scale)
+                        host(factors.eigenvectors), host(factors.train_projection), host(factors.test_projection),
+                        factors.offset, factors.scale)
 
 
 def factors_on_device(factors: RidgeFactors, device: str) -> RidgeFactors:
@@ -121,7 +126,8 @@ def _copy_to(factors: RidgeFactors, device: str) -> RidgeFactors:
     folds = tuple(FoldFactors(f.alphas, put(np.stack(list(f.solutions)) if isinstance(f.solutions, list)
                                             else f.solutions), put(f.train_mean)) for f in factors.folds)
     return RidgeFactors(put(factors.design), factors.bounds, folds, put(factors.eigenvalues),
-                        put(factors.eigenvectors), put(factors.test_projection), factors.offset, factors.scale)
+                        put(factors.eigenvectors), put(factors.train_projection), put(factors.test_projection),
+                        factors.offset, factors.scale)
 
 
 def bytes_per_voxel(n_trials: int, n_features: int, n_folds: int, n_alphas: int) -> int:
@@ -165,14 +171,14 @@ def _solve_kfold(factors: RidgeFactors, y: Any, alphas: Any) -> tuple[Any, Any, 
             ss_res = ss_target + (prediction * (prediction - twice_target)).to(torch.float64).sum(dim=0)
             scores[a] += torch.where(ss_tot > 0, 1.0 - ss_res / safe, torch.zeros_like(ss_res))
     best, cv_score = _select(scores / len(factors.folds), alphas)
-    return best, cv_score, factors.eigenvectors.T @ cross
+    return best, cv_score, factors.train_projection.T @ y
 
 
 def _solve_gcv(factors: RidgeFactors, y: Any, alphas: Any) -> tuple[Any, Any, Any]:
     """As :func:`neurotask.encoding.ridge.solve_ridge_gcv_eigh`, through the same ``gcv_scores``."""
     import torch
 
-    projection = factors.eigenvectors.T @ (factors.design.T @ y)
+    projection = factors.train_projection.T @ y
     y64 = y.to(torch.float64)
     scores = gcv_scores(factors.eigenvalues.to(torch.float64), projection.to(torch.float64) ** 2,
                         (y64 * y64).sum(dim=0), y.shape[0], alphas, xp=torch)
@@ -233,7 +239,7 @@ def predict_ridge(factors: RidgeFactors, y_train: Any, alpha: np.ndarray) -> np.
     import torch
 
     y_centered, y_mean = _center(y_train)
-    projection = factors.eigenvectors.T @ (factors.design.T @ y_centered)
+    projection = factors.train_projection.T @ y_centered
     alpha_t = torch.as_tensor(np.asarray(alpha, dtype=np.float32), device=y_train.device)
     prediction = factors.test_projection @ (projection / (factors.eigenvalues[:, None] + alpha_t[None, :]))
     return (prediction + y_mean.to(torch.float32)).cpu().numpy()
