@@ -280,8 +280,10 @@ STEP_TABLE: tuple[StepSpec, ...] = (
 #: rsa 2: ties within 2**-42 merged, euclidean recomputed where the Gram identity cancels.
 #: encode 2: CV residuals summed in float64; each image's training presentations in its majority
 #: fold; GCV residuals as sums of positive terms (features >= trials).
+#: encode 3: only the eigen-directions a fit on n centered rows can use (a fold's null space no
+#: longer amplifies float32 rounding by 1/alpha); the refit projects with X V rotated in float64.
 #: permute 2: R² p-values from float64 sums (they equal a brute-force loop).
-METHOD_REVISIONS: dict[str, int] = {"extract": 1, "ingest": 1, "rsa": 2, "encode": 2, "permute": 2, "partition": 1}
+METHOD_REVISIONS: dict[str, int] = {"extract": 1, "ingest": 1, "rsa": 2, "encode": 3, "permute": 2, "partition": 1}
 
 
 def _revisions(sections: Sequence[str]) -> dict[str, int]:
