@@ -21,6 +21,12 @@ seeded random-weight encoders (the Taskonomy architectures, 2048 features each),
 ``--device`` by ``neurotask run --step extract``; the subject is then planted on the extracted
 features and the whole run continues (its ``extract`` seconds are the extraction's).
 
+``--against-kernels`` then measures, on the same quiet machine right after the run, what the
+targets compare with: the float32 GEMM roofline (``bench_ridge.measure_sgemm``, best of 3), the
+encode and partition steps' GFLOP/s (``ridge.ridge_flops`` of their fits) as fractions of it, and
+``permutation_test`` on the run's results and responses loaded into memory, in this process
+without a cluster (best of 2), against the permute step's wall time.
+
 ``--backend``/``--device`` go into the ``[encode]``/``[permute]``/``[partition]`` sections when
 the pipeline's config has those keys (recorded in the JSON either way); ``--device`` is also
 ``[extract] device``.
@@ -253,10 +259,44 @@ def main(args: argparse.Namespace) -> dict:
         **summarize(sampler.samples, ledger, len(models), cores),
     }
     result.update(_sizes(out))
+    if args.against_kernels:
+        result["against_kernels"] = against_kernels(out, result["steps"], args.permutations)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "ledger"}, indent=1))
     return result
+
+
+def against_kernels(out: Path, steps: dict, permutations: int) -> dict:
+    """The encode, partition and permute steps against their kernels, measured now (``--against-kernels``)."""
+    from bench_ridge import measure_sgemm
+
+    from neurotask import stores
+    from neurotask.encoding.ridge import ridge_flops
+    from neurotask.stats import permutation_test
+
+    roofline = max(measure_sgemm() for _ in range(3))
+    results = stores.open_results(next(out.glob("encoding-*.zarr")))
+    split, alphas = json.loads(results.attrs["split"]), json.loads(results.attrs["alphas"])
+    fits = {"encode": (results.sizes["model"], N_FEATURES), "partition": (1, 2 * N_FEATURES)}  # (fits, features)
+    found = {"sgemm_gflops": round(roofline, 1)}
+    for step, (n_fits, n_features) in fits.items():
+        flops = n_fits * ridge_flops(split["n_train"], split["n_test"], n_features, results.sizes["voxel"],
+                                     len(alphas), int(results.attrs["cv_folds"]))
+        gflops = flops / steps[step]["seconds"] / 1e9
+        found[step] = {"tflop": round(flops / 1e12, 1), "gflops": round(gflops, 1),
+                       "roofline_fraction": round(gflops / roofline, 3)}
+    keep = [v for v in ("is_test", "prediction", "r", "r2", "alpha") if v in results]
+    in_memory = results[keep].load()
+    responses = stores.open_responses(next(out.glob("responses-*.zarr"))).load()
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        permutation_test(in_memory, responses, n_permutations=permutations, client=None)
+        times.append(time.perf_counter() - start)
+    found["permute"] = {"in_memory_one_process_seconds": round(min(times), 1),
+                        "step_over_in_memory": round(steps["permute"]["seconds"] / min(times), 2)}
+    return found
 
 
 def _sizes(out: Path) -> dict:
@@ -281,6 +321,8 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="", help="torch device, when the config has the key")
     parser.add_argument("--factor-memory", type=int, default=0, help="[encode] factor_memory in bytes")
     parser.add_argument("--extract", action="store_true", help="extract → report from synthetic stimuli")
+    parser.add_argument("--against-kernels", action="store_true",
+                        help="then the GEMM roofline and the permute kernel in memory, for the targets")
     parser.add_argument("--root", default=str(HERE / "out" / "full_subject"), help="data and run folder (kept)")
     parser.add_argument("--json", default=str(HERE / "out" / "full_subject.json"))
     main(parser.parse_args())
