@@ -219,8 +219,9 @@ def _subprocess(method: str, store: Path, n_voxels: int, device: str) -> dict:
 
 
 def _gcv_flops(n_train: int, n_test: int, n_voxels: int) -> float:
-    """GEMM flops of the GCV path: one cross-product, one rotation, the test prediction."""
-    return float(2 * n_train * N_FEATURES + 2 * N_FEATURES**2 + 2 * n_test * N_FEATURES) * n_voxels
+    """GEMM flops of the GCV path: the projection ``(X V)ᵀ y`` and the test prediction, over r directions."""
+    r = min(N_FEATURES, n_train - 1)
+    return float(2 * n_train * r + 2 * n_test * r) * n_voxels
 
 
 def _load() -> float:

@@ -27,9 +27,8 @@ def _hat_matrices(
     design = np.concatenate([x_train, x_test]).astype(np.float32)
     factors = model_factors(design, np.arange(len(x_train)), np.arange(len(x_train), len(design)),
                             standardize=standardize)
-    eigenvectors = factors.eigenvectors.astype(np.float64)
     test_v = factors.test_projection.astype(np.float64)
-    train_v = factors.design.astype(np.float64) @ eigenvectors
+    train_v = factors.train_projection.astype(np.float64)  # X V, rotated in float64 (as the fit's refit)
     eigenvalues = factors.eigenvalues.astype(np.float64)
     return np.stack([(test_v / (eigenvalues + alpha)) @ train_v.T for alpha in alphas]).astype(np.float32)
 
