@@ -200,12 +200,12 @@ def test_debug_shows_the_traceback_of_an_expected_failure(data, tmp_path, monkey
 
 
 def test_a_bug_keeps_its_traceback(data, tmp_path, monkeypatch):
-    from neurotask.cli import data as commands
+    import neurotask.fmri
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(commands, "load_bold5000", broken)
+    monkeypatch.setattr(neurotask.fmri, "load_bold5000", broken)  # the ingest command imports it when it runs
     result = CliRunner().invoke(app, ["ingest", str(data / "bold"), "--out", str(tmp_path / "r.zarr")])
     assert isinstance(result.exception, ZeroDivisionError)  # not turned into a message
     assert result.exit_code == 1
