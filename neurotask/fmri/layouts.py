@@ -7,8 +7,9 @@ for a config check or a content fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from neurotask.fmri.bids import find_bids, read_bids
@@ -30,11 +31,36 @@ def _release_key(release: int | str) -> int | str:
     return key
 
 
+#: Names (globs; ``{s}`` the subject) that mark a root of each layout, for the hint given when the
+#: asked-for layout is not found in a root that holds another one.
+_MARKERS: dict[int | str, tuple[str, ...]] = {
+    2: ("{s}_GLMbetas-*.nii*", "*/{s}_GLMbetas-*.nii*", "*/*/{s}_GLMbetas-*.nii*"),
+    1: ("ROIs/{s}", "{s}/mat", "{s}/h5"),
+    "bids": ("sub-{s}", "dataset_description.json"),
+}
+_LAYOUT_NAMES = {2: "release 2 (GLMsingle betas)", 1: "release 1 (ROI files)", "bids": "OpenNeuro BIDS (ds001499)"}
+
+
 def _root(root: str | os.PathLike[str]) -> Path:
     path = Path(root)
     if not path.is_dir():
         raise FileNotFoundError(f"BOLD5000 root {str(path)!r} is not a directory")
     return path
+
+
+@contextlib.contextmanager
+def _hint_other_layouts(root: Path, subject: str, key: int | str) -> Iterator[None]:
+    """Re-raise a file-not-found error naming the layouts ``root`` does hold, when it holds others."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        others = [other for other, names in _MARKERS.items() if other != key
+                  and any(next(root.glob(name.format(s=subject)), None) is not None for name in names)]
+        if not others:
+            raise
+        described = " and ".join(_LAYOUT_NAMES[other] for other in others)
+        options = " or ".join(f"release={other!r} (command line: --release {other})" for other in others)
+        raise FileNotFoundError(f"{error} {root} looks like {described}: pass {options}.") from error
 
 
 def read_layout(root: str | os.PathLike[str], subject: str | int = "CSI1", release: int | str = 2, **options: object) -> Layout:
@@ -58,8 +84,9 @@ def read_layout(root: str | os.PathLike[str], subject: str | int = "CSI1", relea
     -------
     Layout
     """
-    key = _release_key(release)
-    layout = LAYOUTS[key](_root(root), canonical_subject(subject), **options)
+    key, path, name = _release_key(release), _root(root), canonical_subject(subject)
+    with _hint_other_layouts(path, name, key):
+        layout = LAYOUTS[key](path, name, **options)
     layout.stimuli = [image_id(name) for name in layout.stimuli]
     return layout
 
@@ -87,12 +114,13 @@ def available_sessions(
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     """
     key, path, name = _release_key(release), _root(root), canonical_subject(subject)
-    if key == 2:
-        return sorted(find_release2(path, name, betas=str(options.get("betas", "TYPED"))).sessions)
-    if key == "bids":
-        files = find_bids(path, name, preprocessed=bool(options.get("preprocessed", True)))
-        return sorted({run.session for run in files.runs})
-    return release1_sessions(path, name, tr=options.get("tr", (3, 4)), session_trials=options.get("session_trials"))  # type: ignore[arg-type]
+    with _hint_other_layouts(path, name, key):
+        if key == 2:
+            return sorted(find_release2(path, name, betas=str(options.get("betas", "TYPED"))).sessions)
+        if key == "bids":
+            files = find_bids(path, name, preprocessed=bool(options.get("preprocessed", True)))
+            return sorted({run.session for run in files.runs})
+        return release1_sessions(path, name, tr=options.get("tr", (3, 4)), session_trials=options.get("session_trials"))  # type: ignore[arg-type]
 
 
 def input_files(
@@ -114,8 +142,9 @@ def input_files(
         ``read_layout(...).files``.
     """
     key, path, name = _release_key(release), _root(root), canonical_subject(subject)
-    if key == 2:
-        return find_release2(path, name, betas=str(options.get("betas", "TYPED"))).files
-    if key == "bids":
-        return find_bids(path, name, preprocessed=bool(options.get("preprocessed", True))).files
-    return find_release1(path, name, tr=options.get("tr", (3, 4))).files  # type: ignore[arg-type]
+    with _hint_other_layouts(path, name, key):
+        if key == 2:
+            return find_release2(path, name, betas=str(options.get("betas", "TYPED"))).files
+        if key == "bids":
+            return find_bids(path, name, preprocessed=bool(options.get("preprocessed", True))).files
+        return find_release1(path, name, tr=options.get("tr", (3, 4))).files  # type: ignore[arg-type]
